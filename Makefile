@@ -1,0 +1,40 @@
+# Ficus — the two commands a new user needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/ficus
+PKGS    := ./...
+export CGO_ENABLED := 1
+
+.PHONY: all build run test test-short lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ficus
+
+## run: build, seed demo data, start every component (facade, monolith, bus), print URLs.
+run: build
+	./$(BIN) up -c config.yaml
+
+## test: the full suite with the race detector (what .ci/run calls).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 $(PKGS)
+
+## lint: go vet and staticcheck.
+lint:
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+## bench: throughput and latency figures, each against a baseline in the same run.
+bench: build
+	./$(BIN) bench orders -n 5000 -c 16
+
+## fuzz: a short run of every fuzz target.
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./platform/config
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,106 @@
+// Package db is the customers module's storage: its tables, its migrations, its queries.
+package db
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/ficus-project/ficus/monolith/customers/internal/domain"
+	"github.com/ficus-project/ficus/platform/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the module's migrations.
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return store.Migrate(ctx, db, "customers", sub)
+}
+
+type customer struct {
+	ID               string `gorm:"primaryKey"`
+	Name             string
+	Email            string
+	CreditLimitCents int64
+	Version          int64
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+func (customer) TableName() string { return "customers_customers" }
+
+func (c customer) toDomain() domain.Customer {
+	return domain.Customer{ID: c.ID, Name: c.Name, Email: c.Email, CreditLimitCents: c.CreditLimitCents, CreatedAt: c.CreatedAt, Version: c.Version}
+}
+
+func fromDomain(c domain.Customer) customer {
+	return customer{ID: c.ID, Name: c.Name, Email: c.Email, CreditLimitCents: c.CreditLimitCents, Version: c.Version, CreatedAt: c.CreatedAt, UpdatedAt: c.CreatedAt}
+}
+
+// Insert stores a new customer.
+func Insert(ctx context.Context, tx *gorm.DB, c domain.Customer) error {
+	row := fromDomain(c)
+	if err := tx.WithContext(ctx).Create(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return domain.ErrEmailTaken
+		}
+		return fmt.Errorf("inserting customer: %w", err)
+	}
+	return nil
+}
+
+// Get loads a customer.
+func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Customer, error) {
+	var row customer
+	err := tx.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return domain.Customer{}, domain.ErrNotFound
+	}
+	if err != nil {
+		return domain.Customer{}, fmt.Errorf("loading customer: %w", err)
+	}
+	return row.toDomain(), nil
+}
+
+// ByEmail loads the customer with email.
+func ByEmail(ctx context.Context, tx *gorm.DB, email string) (domain.Customer, error) {
+	var row customer
+	err := tx.WithContext(ctx).Where("email = ?", email).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return domain.Customer{}, domain.ErrNotFound
+	}
+	if err != nil {
+		return domain.Customer{}, fmt.Errorf("loading customer: %w", err)
+	}
+	return row.toDomain(), nil
+}
+
+// Count returns how many customers there are.
+func Count(ctx context.Context, tx *gorm.DB) (int64, error) {
+	var n int64
+	err := tx.WithContext(ctx).Model(&customer{}).Count(&n).Error
+	return n, err
+}
+
+// SetCreditLimit changes a customer's limit and bumps the version.
+func SetCreditLimit(ctx context.Context, tx *gorm.DB, id string, cents int64, now time.Time) error {
+	res := tx.WithContext(ctx).Model(&customer{}).Where("id = ?", id).
+		Updates(map[string]any{"credit_limit_cents": cents, "version": gorm.Expr("version + 1"), "updated_at": now})
+	if res.Error != nil {
+		return fmt.Errorf("updating credit limit: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return domain.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+// Package domain holds the payments module's types and the simulated gateway's rules.
+package domain
+
+import (
+	"strings"
+	"time"
+
+	"github.com/ficus-project/ficus/platform/fault"
+)
+
+// Payment states.
+const (
+	Captured = "captured"
+	Refunded = "refunded"
+)
+
+// Payment is a captured (and perhaps refunded) charge.
+type Payment struct {
+	ID          string     `json:"id"`
+	CustomerID  string     `json:"customer_id"`
+	AmountCents int64      `json:"amount_cents"`
+	Reference   string     `json:"reference"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	RefundedAt  *time.Time `json:"refunded_at,omitempty"`
+}
+
+// Charge asks to charge a customer.
+type Charge struct {
+	CustomerID  string `json:"customer_id"`
+	AmountCents *int64 `json:"amount_cents"`
+	Reference   string `json:"reference"`
+}
+
+// Payer is what the gateway needs to know of a customer.
+type Payer struct {
+	ID               string
+	Email            string
+	CreditLimitCents int64
+}
+
+// Sentinel errors.
+var (
+	ErrNotFound           = fault.New(fault.NotFound, "payment_not_found", "payment not found")
+	ErrCustomerNotFound   = fault.New(fault.NotFound, "customer_not_found", "customer not found")
+	ErrDeclined           = fault.New(fault.Declined, "payment_declined", "payment declined")
+	ErrGatewayUnavailable = fault.New(fault.Unavailable, "gateway_unavailable", "the payment gateway is unavailable")
+)
+
+// Validate checks a charge request.
+func (c Charge) Validate() error {
+	var f fault.Fields
+	f.Check(c.CustomerID != "", "customer_id", "is required")
+	f.Check(c.AmountCents != nil, "amount_cents", "is required")
+	f.Check(c.AmountCents == nil || *c.AmountCents > 0, "amount_cents", "must be positive")
+	f.Check(strings.TrimSpace(c.Reference) != "" && len(c.Reference) <= 200, "reference", "must be 1 to 200 characters")
+	return f.Err()
+}
+
+// Gateway rules of the simulated payment gateway, deterministic so tests and demos can
+// provoke every outcome. See docs/api.md.
+const (
+	DeclineDomain = "@decline.test"
+	OutageDomain  = "@outage.test"
+)
+
+// Authorize applies the gateway's rules to a charge of amount for payer, who has already
+// spent outstanding cents of their credit.
+func Authorize(p Payer, amount, outstanding int64) error {
+	switch {
+	case strings.HasSuffix(p.Email, DeclineDomain):
+		return fault.Wrapf(ErrDeclined, "card declined")
+	case strings.HasSuffix(p.Email, OutageDomain):
+		return ErrGatewayUnavailable
+	case amount > p.CreditLimitCents-outstanding:
+		return fault.Wrapf(ErrDeclined, "credit limit exceeded")
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+// Package config loads, defaults and validates Ficus's config.yaml.
+//
+// Loading is strict: unknown fields, values of the wrong type, bad durations, bad URLs, dangling
+// backend names and duplicate routes are all reported at once, each with the file, line, column
+// and field it concerns, before any component opens a socket. Option fields work at their zero
+// value; each field's comment states its default.
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of config.yaml.
+type Config struct {
+	// Facade is the strangler-fig router's own settings.
+	Facade Facade `yaml:"facade" json:"facade"`
+	// Backends are the upstreams routes may name, by name.
+	Backends map[string]Backend `yaml:"backends" json:"backends"`
+	// Routes are matched by longest path prefix; see Route.
+	Routes []Route `yaml:"routes" json:"routes"`
+	// Monolith configures the modular monolith.
+	Monolith Monolith `yaml:"monolith" json:"monolith"`
+	// Services configures the services extracted from the monolith, by capability name.
+	Services map[string]Service `yaml:"services" json:"services"`
+	// Events configures the event bus.
+	Events Events `yaml:"events" json:"events"`
+
+	// Path is the file the config was read from; relative paths inside it resolve against its
+	// directory.
+	Path string `yaml:"-" json:"-"`
+}
+
+// Facade is the router's listener and admin settings.
+type Facade struct {
+	// Listen is the address the facade serves on. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen" json:"listen"`
+	// Admin is the admin listener.
+	Admin Admin `yaml:"admin" json:"admin"`
+	// BackendHeader names the response header that says which backend served a request.
+	// Default Ficus-Backend.
+	BackendHeader string `yaml:"backend_header" json:"backend_header"`
+}
+
+// Admin is the facade's admin listener.
+type Admin struct {
+	// Listen is the admin address. Default 127.0.0.1:9900.
+	Listen string `yaml:"listen" json:"listen"`
+	// TokenEnv names the environment variable that holds the bearer token.
+	// Default FICUS_ADMIN_TOKEN.
+	TokenEnv string `yaml:"token_env" json:"token_env"`
+}
+
+// Backend is one upstream and the resilience policy the facade applies to it.
+type Backend struct {
+	// URL is the backend's base URL (http or https). Required.
+	URL string `yaml:"url" json:"url"`
+	// Timeout bounds one attempt, from sending the request to the response headers. Default 30s.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Retry is the retry policy for idempotent requests.
+	Retry Retry `yaml:"retry" json:"retry"`
+	// Breaker is the circuit breaker's policy.
+	Breaker Breaker `yaml:"breaker" json:"breaker"`
+	// Bulkhead bounds concurrency to the backend.
+	Bulkhead Bulkhead `yaml:"bulkhead" json:"bulkhead"`
+}
+
+// Retry is a backend's retry policy. Only idempotent requests (safe methods, PUT, DELETE, or
+// any request with an Idempotency-Key header) are retried.
+type Retry struct {
+	// Attempts is the total number of attempts, the first included. Default 1 (no retries).
+	Attempts int `yaml:"attempts" json:"attempts"`
+	// Backoff is the base of the exponential backoff (full jitter). Default 50ms.
+	Backoff Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps one backoff. Default 1s.
+	MaxBackoff Duration `yaml:"max_backoff" json:"max_backoff"`
+	// Budget caps retries as a fraction of requests (0.2 = at most one retry per five
+	// requests). Default 0.2.
+	Budget float64 `yaml:"budget" json:"budget"`
+}
+
+// Breaker is a backend's circuit breaker policy.
+type Breaker struct {
+	// ConsecutiveFailures opens the breaker. Default 5.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures" json:"consecutive_failures"`
+	// OpenFor is how long the breaker stays open before it lets a trial request through.
+	// Default 30s.
+	OpenFor Duration `yaml:"open_for" json:"open_for"`
+	// HalfOpenRequests is how many trial requests a half-open breaker admits. Default 1.
+	HalfOpenRequests uint32 `yaml:"half_open_requests" json:"half_open_requests"`
+}
+
+// Bulkhead bounds the requests in flight to a backend.
+type Bulkhead struct {
+	// MaxConcurrent is the most requests in flight at once. Default 0: unbounded.
+	MaxConcurrent int `yaml:"max_concurrent" json:"max_concurrent"`
+	// MaxQueue is how many requests may wait for a slot. Default 0: none wait.
+	MaxQueue int `yaml:"max_queue" json:"max_queue"`
+	// QueueTimeout is the longest a request waits for a slot. Default 1s.
+	QueueTimeout Duration `yaml:"queue_timeout" json:"queue_timeout"`
+}
+
+// Route says who serves the requests it matches.
+type Route struct {
+	// Name identifies the route in metrics and on the admin API; names are unique. Default:
+	// the match path, then the methods and headers when set ("/api/inventory GET,HEAD").
+	Name string `yaml:"name" json:"name"`
+	// Match selects requests.
+	Match Match `yaml:"match" json:"match"`
+	// To names the primary backend. Required.
+	To string `yaml:"to" json:"to"`
+	// Shadow, if set, mirrors requests to a candidate and compares its answers.
+	Shadow *Shadow `yaml:"shadow,omitempty" json:"shadow,omitempty"`
+	// Canary, if set, sends a weighted, sticky share of requests to another backend.
+	Canary *Canary `yaml:"canary,omitempty" json:"canary,omitempty"`
+	// Fallback names a backend that serves safe requests when the primary is unavailable.
+	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+}
+
+// Match selects requests by path prefix, method and headers.
+type Match struct {
+	// Path is the prefix matched on path segment boundaries. Required, starts with "/".
+	Path string `yaml:"path" json:"path"`
+	// Methods, if set, restricts the route to these methods.
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Headers, if set, must all be present with exactly these values.
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+}
+
+// Shadow mirrors a route's requests to a candidate backend and compares the answers.
+type Shadow struct {
+	// To names the candidate backend. Required.
+	To string `yaml:"to" json:"to"`
+	// Sample is the fraction of requests mirrored, 0 to 1. Default 1.
+	Sample *float64 `yaml:"sample,omitempty" json:"sample,omitempty"`
+	// Ignore lists JSON pointers (/updated_at, /items/*/id) left out of the comparison.
+	Ignore []string `yaml:"ignore,omitempty" json:"ignore,omitempty"`
+}
+
+// Canary sends a share of a route's requests to another backend.
+type Canary struct {
+	// To names the canary backend. Required.
+	To string `yaml:"to" json:"to"`
+	// Percent of requests sent to the canary, 0 to 100.
+	Percent float64 `yaml:"percent" json:"percent"`
+	// Sticky keeps a client on one side: "header:NAME" or "cookie:NAME". Default: not sticky.
+	Sticky string `yaml:"sticky,omitempty" json:"sticky,omitempty"`
+}
+
+// Monolith configures the modular monolith.
+type Monolith struct {
+	// Listen is the monolith's address. Default 127.0.0.1:8081.
+	Listen string `yaml:"listen" json:"listen"`
+	// Database is "sqlite:PATH" or "postgres://…". Default sqlite:data/monolith.db.
+	Database string `yaml:"database" json:"database"`
+	// Modules chooses, per capability, the in-process module ("local") or the extracted
+	// service ("remote", reached through the backend of the same name). Default: all local.
+	Modules map[string]string `yaml:"modules" json:"modules"`
+}
+
+// Service configures one extracted service.
+type Service struct {
+	// Listen is the service's address. Required.
+	Listen string `yaml:"listen" json:"listen"`
+	// Database is "sqlite:PATH" or "postgres://…". Default sqlite:data/NAME.db.
+	Database string `yaml:"database" json:"database"`
+}
+
+// Events configures the event bus.
+type Events struct {
+	// Bus is "embedded" (an in-process NATS JetStream server) or the URL of an external NATS
+	// server or cluster ("nats://host:4222", comma-separated for several). Default embedded.
+	Bus string `yaml:"bus" json:"bus"`
+	// Embedded configures the embedded server.
+	Embedded Embedded `yaml:"embedded" json:"embedded"`
+}
+
+// Embedded configures the embedded NATS JetStream server.
+type Embedded struct {
+	// Listen is the embedded server's client address. Default 127.0.0.1:4222.
+	Listen string `yaml:"listen" json:"listen"`
+	// Store is the JetStream file store directory. Default data/nats.
+	Store string `yaml:"store" json:"store"`
+}
+
+// Module modes.
+const (
+	ModuleLocal  = "local"
+	ModuleRemote = "remote"
+)
+
+// Capabilities are the monolith's modules, in dependency order.
+var Capabilities = []string{"customers", "inventory", "payments", "orders"}
+
+// Extractable are the capabilities that exist as extracted services.
+var Extractable = []string{"inventory", "payments"}
+
+// Duration is a time.Duration written as "250ms", "2s" or "1m" in YAML.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String returns d as Go writes durations.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a duration. Errors are yaml.TypeErrors so decoding goes on and every
+// problem in the file is reported at once.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{"expects a duration such as 250ms, 2s or 1m"}}
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("invalid duration %q (want e.g. 250ms, 2s, 1m)", n.Value)}}
+	}
+	if v < 0 {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("negative duration %q", n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes d as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalText writes d as a string (JSON on the admin API).
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// setDefaults fills every unset option with its documented default.
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Facade.Listen, "127.0.0.1:8080")
+	def(&c.Facade.Admin.Listen, "127.0.0.1:9900")
+	def(&c.Facade.Admin.TokenEnv, "FICUS_ADMIN_TOKEN")
+	def(&c.Facade.BackendHeader, "Ficus-Backend")
+	for name, b := range c.Backends {
+		if b.Timeout == 0 {
+			b.Timeout = Duration(30 * time.Second)
+		}
+		if b.Retry.Attempts == 0 {
+			b.Retry.Attempts = 1
+		}
+		if b.Retry.Backoff == 0 {
+			b.Retry.Backoff = Duration(50 * time.Millisecond)
+		}
+		if b.Retry.MaxBackoff == 0 {
+			b.Retry.MaxBackoff = Duration(time.Second)
+		}
+		if b.Retry.Budget == 0 {
+			b.Retry.Budget = 0.2
+		}
+		if b.Breaker.ConsecutiveFailures == 0 {
+			b.Breaker.ConsecutiveFailures = 5
+		}
+		if b.Breaker.OpenFor == 0 {
+			b.Breaker.OpenFor = Duration(30 * time.Second)
+		}
+		if b.Breaker.HalfOpenRequests == 0 {
+			b.Breaker.HalfOpenRequests = 1
+		}
+		if b.Bulkhead.QueueTimeout == 0 {
+			b.Bulkhead.QueueTimeout = Duration(time.Second)
+		}
+		c.Backends[name] = b
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		for j, m := range r.Match.Methods {
+			r.Match.Methods[j] = strings.ToUpper(m)
+		}
+		if r.Name == "" {
+			r.Name = defaultRouteName(r.Match)
+		}
+		if r.Shadow != nil && r.Shadow.Sample == nil {
+			one := 1.0
+			r.Shadow.Sample = &one
+		}
+	}
+	def(&c.Monolith.Listen, "127.0.0.1:8081")
+	def(&c.Monolith.Database, "sqlite:data/monolith.db")
+	if c.Monolith.Modules == nil {
+		c.Monolith.Modules = map[string]string{}
+	}
+	for _, m := range Capabilities {
+		if c.Monolith.Modules[m] == "" {
+			c.Monolith.Modules[m] = ModuleLocal
+		}
+	}
+	for name, s := range c.Services {
+		def(&s.Database, "sqlite:data/"+name+".db")
+		c.Services[name] = s
+	}
+	def(&c.Events.Bus, "embedded")
+	def(&c.Events.Embedded.Listen, "127.0.0.1:4222")
+	def(&c.Events.Embedded.Store, "data/nats")
+}
+
+// Resolve returns p resolved against the config file's directory when it is relative.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.Path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
+// Backend returns the named backend.
+func (c *Config) Backend(name string) (Backend, bool) {
+	b, ok := c.Backends[name]
+	return b, ok
+}
+
+// defaultRouteName names a route after its match.
+func defaultRouteName(m Match) string {
+	name := m.Path
+	if len(m.Methods) > 0 {
+		name += " " + strings.Join(m.Methods, ",")
+	}
+	if len(m.Headers) > 0 {
+		hs := make([]string, 0, len(m.Headers))
+		for k, v := range m.Headers {
+			hs = append(hs, k+"="+v)
+		}
+		sort.Strings(hs)
+		name += " " + strings.Join(hs, ",")
+	}
+	return name
+}

@@ -1,0 +1,170 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ficus-project/ficus/platform/config"
+)
+
+func TestRepoConfigIsValid(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "..", "config.yaml"))
+	if err != nil {
+		t.Fatalf("config.yaml: %v", err)
+	}
+	if got := cfg.Backends["inventory"].Timeout.D(); got != 2*time.Second {
+		t.Errorf("inventory timeout = %v, want 2s", got)
+	}
+	if got := cfg.Backends["monolith"].Retry.Attempts; got != 1 {
+		t.Errorf("default attempts = %d, want 1", got)
+	}
+	if got := cfg.Monolith.Modules["orders"]; got != config.ModuleLocal {
+		t.Errorf("orders module = %q, want local by default", got)
+	}
+	if got := cfg.Routes[0].Name; got != "/api/inventory" {
+		t.Errorf("route name defaults to path, got %q", got)
+	}
+}
+
+const valid = `
+backends:
+  monolith: { url: http://127.0.0.1:8081 }
+  inventory: { url: http://127.0.0.1:8082, timeout: 2s }
+routes:
+  - match: { path: /api/inventory, methods: [get, HEAD] }
+    to: monolith
+    shadow: { to: inventory, ignore: [/updated_at] }
+  - match: { path: / }
+    to: monolith
+`
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := config.Parse("c.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Routes[0]
+	if r.Match.Methods[0] != "GET" {
+		t.Errorf("methods are upper-cased, got %v", r.Match.Methods)
+	}
+	if r.Shadow.Sample == nil || *r.Shadow.Sample != 1 {
+		t.Errorf("shadow sample defaults to 1")
+	}
+	b := cfg.Backends["monolith"]
+	if b.Timeout.D() != 30*time.Second || b.Breaker.ConsecutiveFailures != 5 || b.Breaker.OpenFor.D() != 30*time.Second || b.Retry.Budget != 0.2 {
+		t.Errorf("backend defaults not applied: %+v", b)
+	}
+	if cfg.Facade.Listen != "127.0.0.1:8080" || cfg.Facade.Admin.TokenEnv != "FICUS_ADMIN_TOKEN" || cfg.Events.Bus != "embedded" {
+		t.Errorf("facade/events defaults not applied: %+v %+v", cfg.Facade, cfg.Events)
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in one problem line
+	}{
+		{"syntax", "backends:\n  a: [\n", []string{"c.yaml:2", "YAML syntax"}},
+		{"empty", "", []string{"c.yaml: the file is empty"}},
+		{"unknown field", valid + "bogus: 1\n", []string{`c.yaml:11:1: bogus: unknown field "bogus"`}},
+		{"unknown nested field", strings.Replace(valid, "timeout: 2s", "timeout: 2s, tmeout: 3s", 1),
+			[]string{`c.yaml:4:57: backends.inventory.tmeout: unknown field "tmeout"`}},
+		{"bad duration", strings.Replace(valid, "timeout: 2s", "timeout: 2 sec", 1),
+			[]string{`c.yaml:4:53: backends.inventory.timeout: invalid duration "2 sec"`}},
+		{"negative duration", strings.Replace(valid, "timeout: 2s", "timeout: -2s", 1),
+			[]string{`backends.inventory.timeout: negative duration`}},
+		{"wrong type", strings.Replace(valid, "timeout: 2s", "retry: { attempts: three }", 1),
+			[]string{`c.yaml:4:63: backends.inventory.retry.attempts: expects a whole number, got "three"`}},
+		{"bad url", strings.Replace(valid, "http://127.0.0.1:8082", "ftp://x", 1),
+			[]string{`c.yaml:4:16: backends.inventory.url: URL "ftp://x" must start with http:// or https://`}},
+		{"dangling backend", strings.Replace(valid, "to: inventory", "to: inventroy", 1),
+			[]string{`c.yaml:8:15: routes[0].shadow.to: unknown backend "inventroy" (defined: inventory, monolith)`}},
+		{"duplicate route", valid + "  - match: { path: /api/inventory, methods: [HEAD, GET] }\n    to: monolith\n",
+			[]string{`c.yaml:11:5: routes[2].match: duplicates routes[0]`}},
+		{"duplicate route name", valid + "  - name: /\n    match: { path: /api }\n    to: monolith\n",
+			[]string{`routes[2].name: route name "/" is also routes[1]'s`}},
+		{"bad path", strings.Replace(valid, "/api/inventory", "/api/../x", 1), []string{`routes[0].match.path: path "/api/../x" is not clean`}},
+		{"bad method", strings.Replace(valid, "get,", "FETCH,", 1), []string{`routes[0].match.methods[0]: unknown method "FETCH"`}},
+		{"bad module", valid + "monolith: { modules: { orders: remote } }\n", []string{`monolith.modules.orders: orders has no extracted service yet`}},
+		{"remote without backend", valid + "monolith: { modules: { payments: remote } }\n", []string{`remote needs a backend named "payments"`}},
+		{"bad database", valid + "monolith: { database: mysql://x }\n", []string{`monolith.database: want sqlite:PATH or postgres://`}},
+		{"bad bus", valid + "events: { bus: http://x }\n", []string{`events.bus: want embedded or nats://host:port`}},
+		{"bad listen", valid + "facade: { listen: nowhere }\n", []string{`facade.listen: want host:port, got "nowhere"`}},
+		{"canary percent", strings.Replace(valid, "shadow: { to: inventory, ignore: [/updated_at] }", "canary: { to: inventory, percent: 120, sticky: ip }", 1),
+			[]string{"routes[0].canary.percent: must be between 0 and 100", `routes[0].canary.sticky: want header:NAME or cookie:NAME, got "ip"`}},
+		{"many at once", "backends:\n  a: { url: x, timeout: zz }\nroutes:\n  - match: { path: nope }\n    to: b\nextra: 1\n",
+			[]string{"c.yaml:2:25: backends.a.timeout: invalid duration", "c.yaml:2:8: backends.a.url", "c.yaml:4:14: routes[0].match.path", "c.yaml:5:5: routes[0].to: unknown backend \"b\"", "c.yaml:6:1: extra: unknown field"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse("c.yaml", []byte(tt.yaml))
+			var cerr *config.Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("want *config.Error, got %v", err)
+			}
+			got := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("missing %q in:\n%s", w, got)
+				}
+			}
+			if len(cerr.Problems) < len(tt.want) && tt.name == "many at once" {
+				t.Errorf("want every problem at once, got %d:\n%s", len(cerr.Problems), got)
+			}
+		})
+	}
+}
+
+func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(valid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Resolve("data/x.db"), filepath.Join(dir, "data/x.db"); got != want {
+		t.Errorf("Resolve = %q, want %q", got, want)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	cfg, err := config.Parse("c.yaml", []byte(valid+"monolith: { database: 'postgres://u:secret@db/shop' }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Redacted(); strings.Contains(r.Monolith.Database, "secret") {
+		t.Errorf("password not redacted: %s", r.Monolith.Database)
+	}
+	if !strings.Contains(cfg.Monolith.Database, "secret") {
+		t.Errorf("Redacted must not change the original")
+	}
+	cfg, err = config.Parse("c.yaml", []byte(strings.Replace(valid, "http://127.0.0.1:8082", "http://u:hunter2@127.0.0.1:8082", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Redacted(); strings.Contains(r.Backends["inventory"].URL, "hunter2") {
+		t.Errorf("backend URL password not redacted: %s", r.Backends["inventory"].URL)
+	}
+	if !strings.Contains(cfg.Backends["inventory"].URL, "hunter2") {
+		t.Errorf("Redacted must not change the original backend")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte("routes: [{match: {path: /}, to: a}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := config.Parse("f.yaml", data)
+		if err == nil && (len(cfg.Routes) == 0 || len(cfg.Backends) == 0) {
+			t.Fatalf("a config without routes or backends was accepted")
+		}
+	})
+}

@@ -1,0 +1,254 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var validMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
+}
+
+// validate reports every semantic problem: dangling names, bad URLs, out-of-range numbers,
+// duplicate routes.
+func (p *parser) validate(c *Config) {
+	check := func(field string, ok bool, format string, args ...any) {
+		if !ok && !p.broken[field] {
+			p.add(field, fmt.Sprintf(format, args...))
+		}
+	}
+	p.validateListen("facade.listen", c.Facade.Listen)
+	p.validateListen("facade.admin.listen", c.Facade.Admin.Listen)
+	check("facade.backend_header", validHeaderName(c.Facade.BackendHeader), "invalid header name %q", c.Facade.BackendHeader)
+
+	if len(c.Backends) == 0 {
+		check("backends", false, "at least one backend is required")
+	}
+	for _, name := range sortedKeys(c.Backends) {
+		b := c.Backends[name]
+		f := "backends." + name
+		check(f+".url", b.URL != "", "a url is required")
+		if b.URL != "" {
+			u, err := url.Parse(b.URL)
+			switch {
+			case err != nil:
+				check(f+".url", false, "invalid URL %q: %v", b.URL, err)
+			case u.Scheme != "http" && u.Scheme != "https":
+				check(f+".url", false, "URL %q must start with http:// or https://", b.URL)
+			case u.Host == "":
+				check(f+".url", false, "URL %q has no host", b.URL)
+			case u.RawQuery != "" || u.Fragment != "":
+				check(f+".url", false, "URL %q must not have a query or fragment", b.URL)
+			}
+		}
+		check(f+".retry.attempts", b.Retry.Attempts >= 1 && b.Retry.Attempts <= 10, "must be between 1 and 10, got %d", b.Retry.Attempts)
+		check(f+".retry.budget", b.Retry.Budget > 0 && b.Retry.Budget <= 1, "must be above 0 and at most 1, got %g", b.Retry.Budget)
+		check(f+".retry.max_backoff", b.Retry.MaxBackoff >= b.Retry.Backoff, "must not be less than backoff (%s)", b.Retry.Backoff)
+		check(f+".bulkhead.max_concurrent", b.Bulkhead.MaxConcurrent >= 0, "must not be negative")
+		check(f+".bulkhead.max_queue", b.Bulkhead.MaxQueue >= 0, "must not be negative")
+		check(f+".bulkhead.max_queue", b.Bulkhead.MaxQueue == 0 || b.Bulkhead.MaxConcurrent > 0, "a queue needs max_concurrent to be set")
+	}
+
+	backend := func(field, name string) {
+		if name == "" {
+			check(field, false, "a backend name is required")
+			return
+		}
+		_, ok := c.Backends[name]
+		check(field, ok, "unknown backend %q (defined: %s)", name, strings.Join(sortedKeys(c.Backends), ", "))
+	}
+	if len(c.Routes) == 0 {
+		check("routes", false, "at least one route is required")
+	}
+	seen := map[string]int{}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		if prev, dup := names[r.Name]; dup {
+			check(f+".name", false, "route name %q is also routes[%d]'s; names must be unique", r.Name, prev)
+		} else {
+			names[r.Name] = i
+		}
+		mp := r.Match.Path
+		switch {
+		case mp == "":
+			check(f+".match.path", false, "a path is required")
+		case !strings.HasPrefix(mp, "/"):
+			check(f+".match.path", false, "path %q must start with /", mp)
+		case path.Clean(mp) != strings.TrimSuffix(mp, "/") && mp != "/":
+			check(f+".match.path", false, "path %q is not clean (want %q)", mp, path.Clean(mp))
+		}
+		for j, m := range r.Match.Methods {
+			check(fmt.Sprintf("%s.match.methods[%d]", f, j), slices.Contains(validMethods, m), "unknown method %q", m)
+		}
+		for h := range r.Match.Headers {
+			check(f+".match.headers."+h, validHeaderName(h), "invalid header name %q", h)
+		}
+		backend(f+".to", r.To)
+		if r.Fallback != "" {
+			backend(f+".fallback", r.Fallback)
+			check(f+".fallback", r.Fallback != r.To, "fallback must differ from to")
+		}
+		if s := r.Shadow; s != nil {
+			backend(f+".shadow.to", s.To)
+			check(f+".shadow.to", s.To != r.To, "the shadow must differ from to")
+			check(f+".shadow.sample", s.Sample != nil && *s.Sample >= 0 && *s.Sample <= 1, "must be between 0 and 1")
+			for j, ig := range s.Ignore {
+				check(fmt.Sprintf("%s.shadow.ignore[%d]", f, j), strings.HasPrefix(ig, "/"), "%q is not a JSON pointer (it starts with /)", ig)
+			}
+		}
+		if cn := r.Canary; cn != nil {
+			backend(f+".canary.to", cn.To)
+			check(f+".canary.to", cn.To != r.To, "the canary must differ from to")
+			check(f+".canary.percent", cn.Percent >= 0 && cn.Percent <= 100, "must be between 0 and 100, got %g", cn.Percent)
+			if cn.Sticky != "" {
+				kind, name, _ := strings.Cut(cn.Sticky, ":")
+				check(f+".canary.sticky", (kind == "header" || kind == "cookie") && name != "", "want header:NAME or cookie:NAME, got %q", cn.Sticky)
+			}
+		}
+		key := routeKey(r.Match)
+		if prev, dup := seen[key]; dup {
+			check(f+".match", false, "duplicates routes[%d] (same path, methods and headers)", prev)
+		} else {
+			seen[key] = i
+		}
+	}
+
+	p.validateListen("monolith.listen", c.Monolith.Listen)
+	p.validateDatabase("monolith.database", c.Monolith.Database)
+	for _, m := range sortedKeys(c.Monolith.Modules) {
+		mode := c.Monolith.Modules[m]
+		f := "monolith.modules." + m
+		if !slices.Contains(Capabilities, m) {
+			check(f, false, "unknown module %q (known: %s)", m, strings.Join(Capabilities, ", "))
+			continue
+		}
+		check(f, mode == ModuleLocal || mode == ModuleRemote, "want local or remote, got %q", mode)
+		if mode == ModuleRemote {
+			check(f, slices.Contains(Extractable, m), "%s has no extracted service yet (extractable: %s)", m, strings.Join(Extractable, ", "))
+			_, ok := c.Backends[m]
+			check(f, ok, "remote needs a backend named %q: the monolith reaches the service through it", m)
+		}
+	}
+	for _, name := range sortedKeys(c.Services) {
+		s := c.Services[name]
+		f := "services." + name
+		if !slices.Contains(Extractable, name) {
+			check(f, false, "unknown service %q (known: %s)", name, strings.Join(Extractable, ", "))
+			continue
+		}
+		if s.Listen == "" {
+			check(f+".listen", false, "a listen address is required")
+		} else {
+			p.validateListen(f+".listen", s.Listen)
+		}
+		p.validateDatabase(f+".database", s.Database)
+	}
+
+	if c.Events.Bus != "embedded" {
+		for _, raw := range strings.Split(c.Events.Bus, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			ok := err == nil && (u.Scheme == "nats" || u.Scheme == "tls") && u.Host != ""
+			check("events.bus", ok, "want embedded or nats://host:port (comma-separated for a cluster), got %q", raw)
+		}
+	}
+	p.validateListen("events.embedded.listen", c.Events.Embedded.Listen)
+}
+
+func (p *parser) validateListen(field, addr string) {
+	if p.broken[field] {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.add(field, fmt.Sprintf("want host:port, got %q", addr))
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		p.add(field, fmt.Sprintf("invalid port %q", port))
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		p.add(field, fmt.Sprintf("want an IP address or localhost, got %q", host))
+	}
+}
+
+func (p *parser) validateDatabase(field, dsn string) {
+	if p.broken[field] {
+		return
+	}
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		if strings.TrimPrefix(dsn, "sqlite:") == "" {
+			p.add(field, "sqlite: needs a file path, as in sqlite:data/monolith.db")
+		}
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if _, err := url.Parse(dsn); err != nil {
+			p.add(field, fmt.Sprintf("invalid postgres URL: %v", err))
+		}
+	default:
+		p.add(field, fmt.Sprintf("want sqlite:PATH or postgres://…, got %q", Redact(dsn)))
+	}
+}
+
+// routeKey identifies a route's match so duplicates can be found.
+func routeKey(m Match) string {
+	methods := slices.Clone(m.Methods)
+	slices.Sort(methods)
+	headers := make([]string, 0, len(m.Headers))
+	for k, v := range m.Headers {
+		headers = append(headers, http.CanonicalHeaderKey(k)+"="+v)
+	}
+	slices.Sort(headers)
+	return strings.TrimSuffix(m.Path, "/") + "|" + strings.Join(methods, ",") + "|" + strings.Join(headers, ",")
+}
+
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for _, r := range h {
+		if r > 127 || !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Redact masks the password of a URL-shaped secret (postgres://user:pass@host → user:xxxxx).
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); !has {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return u.String()
+}
+
+// Redacted returns a copy of c with secrets masked, fit to show on the admin API.
+func (c *Config) Redacted() *Config {
+	out := *c
+	out.Monolith.Database = Redact(c.Monolith.Database)
+	out.Services = make(map[string]Service, len(c.Services))
+	for k, s := range c.Services {
+		s.Database = Redact(s.Database)
+		out.Services[k] = s
+	}
+	out.Events.Bus = Redact(c.Events.Bus)
+	out.Backends = make(map[string]Backend, len(c.Backends))
+	for k, b := range c.Backends {
+		b.URL = Redact(b.URL)
+		out.Backends[k] = b
+	}
+	return &out
+}

@@ -1,0 +1,199 @@
+package idempotency_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ficus-project/ficus/platform/idempotency"
+	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/web"
+)
+
+type server struct {
+	url     string
+	calls   atomic.Int64
+	fail    atomic.Int64 // while positive, the handler answers 503 and counts down
+	release chan struct{}
+	entered chan struct{}
+}
+
+func newServer(t *testing.T, opts idempotency.Options) *server {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "idem.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idempotency.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{}
+	e := web.New(nil, nil)
+	e.POST("/things", func(c echo.Context) error {
+		n := s.calls.Add(1)
+		if s.entered != nil {
+			s.entered <- struct{}{}
+			<-s.release
+		}
+		if s.fail.Load() > 0 {
+			s.fail.Add(-1)
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "try later")
+		}
+		var in map[string]any
+		if err := web.Bind(c, &in); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, map[string]any{"call": n, "echo": in})
+	}, idempotency.Middleware(db, opts))
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() { srv.Close(); store.Close(db) })
+	s.url = srv.URL
+	return s
+}
+
+func post(t *testing.T, url, key, body string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/things", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set(idempotency.Header, key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func code(body string) string {
+	var p struct{ Code string }
+	_ = json.Unmarshal([]byte(body), &p)
+	return p.Code
+}
+
+func TestRepeatReturnsStoredResponse(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	st1, _, b1 := post(t, s.url, "k1", `{"a":1}`)
+	st2, h2, b2 := post(t, s.url, "k1", `{"a":1}`)
+	if st1 != 201 || st2 != 201 || b1 != b2 {
+		t.Fatalf("repeat: %d %s / %d %s", st1, b1, st2, b2)
+	}
+	if h2.Get(idempotency.ReplayedHeader) != "true" {
+		t.Errorf("replay not marked")
+	}
+	if n := s.calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+	// Without a key every request runs.
+	post(t, s.url, "", `{"a":1}`)
+	post(t, s.url, "", `{"a":1}`)
+	if n := s.calls.Load(); n != 3 {
+		t.Errorf("handler ran %d times, want 3", n)
+	}
+}
+
+func TestSameKeyDifferentBodyIs422(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	post(t, s.url, "k1", `{"a":1}`)
+	st, _, b := post(t, s.url, "k1", `{"a":2}`)
+	if st != 422 || code(b) != "idempotency_key_reused" {
+		t.Fatalf("got %d %s", st, b)
+	}
+	if n := s.calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+func TestRepeatInFlightIs409(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	s.entered = make(chan struct{}, 1)
+	s.release = make(chan struct{})
+	done := make(chan int)
+	go func() {
+		st, _, _ := post(t, s.url, "k1", `{"a":1}`)
+		done <- st
+	}()
+	<-s.entered
+	st, h, b := post(t, s.url, "k1", `{"a":1}`)
+	if st != 409 || code(b) != "idempotency_in_flight" || h.Get("Retry-After") == "" {
+		t.Errorf("in flight repeat: %d %s", st, b)
+	}
+	close(s.release)
+	if st := <-done; st != 201 {
+		t.Errorf("first request: %d", st)
+	}
+}
+
+func TestServerErrorDoesNotBurnKey(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	s.fail.Store(1)
+	if st, _, _ := post(t, s.url, "k1", `{"a":1}`); st != 503 {
+		t.Fatalf("first: %d", st)
+	}
+	st, h, b := post(t, s.url, "k1", `{"a":1}`)
+	if st != 201 || h.Get(idempotency.ReplayedHeader) != "" {
+		t.Fatalf("retry after 5xx: %d %s", st, b)
+	}
+	if n := s.calls.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2", n)
+	}
+}
+
+func TestClientErrorIsStored(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	st1, _, b1 := post(t, s.url, "k1", `{"a":`)
+	st2, _, b2 := post(t, s.url, "k1", `{"a":`)
+	if st1 != 400 || st2 != 400 || b1 != b2 {
+		t.Fatalf("4xx not replayed: %d %s / %d %s", st1, b1, st2, b2)
+	}
+}
+
+func TestAbandonedClaimIsTakenOverAfterLease(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	s := newServer(t, idempotency.Options{Lease: time.Minute, Now: func() time.Time { return *clock.Load() }})
+	s.entered = make(chan struct{}, 1)
+	s.release = make(chan struct{})
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		req, _ := http.NewRequest("POST", s.url+"/things", strings.NewReader(`{"a":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(idempotency.Header, "k1")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-s.entered
+	later := now.Add(2 * time.Minute)
+	clock.Store(&later)
+	s.entered = nil
+	// The first holder is presumed dead: the repeat runs.
+	st, _, b := post(t, s.url, "k1", `{"a":1}`)
+	close(s.release)
+	<-first
+	if st != 201 {
+		t.Fatalf("takeover: %d %s", st, b)
+	}
+}
+
+func TestBadKeyIs400(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	st, _, b := post(t, s.url, strings.Repeat("k", 256), `{}`)
+	if st != 400 || code(b) != "invalid_idempotency_key" {
+		t.Fatalf("got %d %s", st, b)
+	}
+}

@@ -1,0 +1,12 @@
+CREATE TABLE ficus_idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status INTEGER NOT NULL DEFAULT 0,
+    content_type TEXT NOT NULL DEFAULT '',
+    body BLOB,
+    created_at TIMESTAMP NOT NULL,
+    locked_until TIMESTAMP NOT NULL,
+    PRIMARY KEY (scope, key)
+);
