@@ -1,0 +1,220 @@
+package facade
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ficus-project/ficus/platform/config"
+)
+
+func adminConfig(a, b *testBackend) string {
+	return fmt.Sprintf(`
+backends:
+  a: { url: %s }
+  b: { url: "%s" }
+routes:
+  - name: inventory
+    match: { path: /api/inventory, methods: [GET], headers: { X-Tenant: t1 } }
+    to: a
+    fallback: b
+    shadow: { to: b, sample: 0.5, ignore: [/updated_at] }
+  - match: { path: / }
+    to: b
+    canary: { to: a, percent: 10, sticky: header:X-Customer-ID }
+monolith:
+  database: postgres://app:s3cret@db.internal/shop
+`, a.URL(), b.URL())
+}
+
+func TestAdminNeedsToken(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	h := startFacade(t, adminConfig(a, b))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if status, _ := h.adminGet(path, ""); status != 200 {
+			t.Errorf("%s without a token: %d, want 200", path, status)
+		}
+	}
+	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/metrics", "/nope", "/", "/healthz/x"} {
+		for _, tok := range []string{"", "wrong", testToken + "x"} {
+			if status, body := h.adminGet(path, tok); status != 401 || !strings.Contains(body, `"unauthorized"`) {
+				t.Errorf("%s with token %q: %d %s, want 401 problem", path, tok, status, body)
+			}
+		}
+	}
+	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/metrics"} {
+		if status, _ := h.adminGet(path, testToken); status != 200 {
+			t.Errorf("%s with the token: %d, want 200", path, status)
+		}
+	}
+	if status, _ := h.adminGet("/nope", testToken); status != 404 {
+		t.Errorf("unknown endpoint with the token: %d, want 404", status)
+	}
+	h.f.Drain()
+	if status, _ := h.adminGet("/readyz", ""); status != 503 {
+		t.Errorf("/readyz while draining: %d, want 503", status)
+	}
+}
+
+func TestAdminGeneratesTokenWhenUnset(t *testing.T) {
+	a := startBackend(t, "a")
+	cfg, err := config.Parse("config.yaml", []byte(fmt.Sprintf("backends:\n  a: { url: %s }\nroutes:\n  - match: { path: / }\n    to: a\n", a.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	f, err := New(cfg, Options{Logger: newTestLogger(logs)}) // no Getenv: the variable is empty
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, f.AdminHandler())
+	for _, tok := range []string{"", " ", "Bearer"} {
+		req, _ := http.NewRequest("GET", srv+"/api/routes", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("token %q: %d; the admin API must never be open", tok, resp.StatusCode)
+		}
+	}
+	if !strings.Contains(logs.String(), "token="+f.token) || len(f.token) < 32 {
+		t.Fatalf("the generated token was not logged: %s", logs.String())
+	}
+	rt, err := FetchRoutes(context.Background(), http.DefaultClient, srv, f.token)
+	if err != nil || len(rt.Routes) != 1 {
+		t.Fatalf("with the generated token: %+v %v", rt, err)
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	h := startFacade(t, adminConfig(a, b))
+	h.get("GET", "/other", nil)
+
+	_, body := h.adminGet("/api/routes", testToken)
+	var rt RouteTable
+	if err := json.Unmarshal([]byte(body), &rt); err != nil {
+		t.Fatal(err)
+	}
+	if rt.Generation != 1 || len(rt.Routes) != 2 {
+		t.Fatalf("routes: %s", body)
+	}
+	r0 := rt.Routes[0]
+	if r0.Name != "inventory" || r0.To != "a" || r0.Fallback != "b" || r0.Shadow == nil || *r0.Shadow.Sample != 0.5 ||
+		r0.Match.Headers["X-Tenant"] != "t1" || r0.Breakers["a"] != "closed" || r0.Breakers["b"] != "closed" {
+		t.Fatalf("route 0: %+v", r0)
+	}
+	if c := rt.Routes[1].Canary; c == nil || c.To != "a" || c.Percent != 10 {
+		t.Fatalf("route 1 canary: %+v", c)
+	}
+
+	_, body = h.adminGet("/api/backends", testToken)
+	var bs []BackendInfo
+	if err := json.Unmarshal([]byte(body), &bs); err != nil || len(bs) != 2 || bs[0].Name != "a" || bs[0].URL != a.URL() || bs[0].Breaker != "closed" {
+		t.Fatalf("backends: %s (%v)", body, err)
+	}
+
+	_, body = h.adminGet("/api/config", testToken)
+	if strings.Contains(body, "s3cret") || !strings.Contains(body, `"backend_header": "Ficus-Backend"`) {
+		t.Fatalf("config not redacted or not effective: %s", body)
+	}
+
+	_, body = h.adminGet("/api/reload", testToken)
+	var res ReloadResult
+	if err := json.Unmarshal([]byte(body), &res); err != nil || !res.OK || res.Generation != 1 || res.Path != h.path {
+		t.Fatalf("reload: %s", body)
+	}
+
+	if got := h.metric(`ficus_facade_requests_total{backend="b",code="2xx",route="/"}`); got != 1 {
+		t.Fatalf("requests metric = %v", got)
+	}
+	if got := h.metric(`ficus_facade_request_duration_seconds_count{backend="b",route="/"}`); got != 1 {
+		t.Fatalf("duration metric = %v", got)
+	}
+	if got := h.metric(`ficus_config_last_reload_success`); got != 1 {
+		t.Fatalf("last reload metric = %v", got)
+	}
+	if got := h.metric(`ficus_config_generation`); got != 1 {
+		t.Fatalf("generation metric = %v", got)
+	}
+
+	var out bytes.Buffer
+	if err := WriteRoutes(&out, rt); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ROUTE") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	col := strings.Index(lines[0], "BACKEND")
+	if !strings.HasPrefix(lines[1][col:], "a ") || !strings.HasPrefix(lines[2][col:], "b ") {
+		t.Fatalf("columns not aligned:\n%s", out.String())
+	}
+	if !strings.Contains(lines[1], "X-Tenant=t1") || !strings.Contains(lines[1], "a:closed b:closed") || !strings.Contains(lines[2], "a 10%") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestServeDrainsInFlight runs Serve on :0 listeners and stops it while a request is in
+// flight: the request completes, and Serve returns.
+func TestServeDrainsInFlight(t *testing.T) {
+	b := startBackend(t, "slow")
+	b.set(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		w.Write([]byte("finished"))
+	})
+	cfg, err := config.Parse("config.yaml", []byte(fmt.Sprintf("backends:\n  slow: { url: %s }\nroutes:\n  - match: { path: / }\n    to: slow\n", b.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg, Options{Getenv: func(string) string { return testToken }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	al, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ctx, pl, al) }()
+
+	if resp, err := http.Get("http://" + al.Addr().String() + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + pl.Addr().String() + "/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		buf.ReadFrom(resp.Body)
+		got <- buf.String()
+	}()
+	eventually(t, "the request reaches the backend", func() bool { return b.hits.Load() == 1 })
+	cancel()
+	if s := <-got; s != "finished" {
+		t.Fatalf("in-flight request: %q", s)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if _, err := http.Get("http://" + pl.Addr().String() + "/"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}

@@ -1,0 +1,86 @@
+package facade
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// FetchRoutes asks the admin API at adminURL ("http://127.0.0.1:9900") for the live route
+// table, authenticating with token.
+func FetchRoutes(ctx context.Context, client *http.Client, adminURL, token string) (RouteTable, error) {
+	var t RouteTable
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(adminURL, "/")+"/api/routes", nil)
+	if err != nil {
+		return t, fmt.Errorf("fetching routes: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return t, fmt.Errorf("fetching routes: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return t, fmt.Errorf("fetching routes: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil {
+		return t, fmt.Errorf("decoding routes: %w", err)
+	}
+	return t, nil
+}
+
+// WriteRoutes prints t as an aligned text table, one route a line.
+func WriteRoutes(w io.Writer, t RouteTable) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "ROUTE\tPATH\tMETHODS\tHEADERS\tBACKEND\tFALLBACK\tSHADOW\tCANARY\tBREAKERS\n")
+	for _, r := range t.Routes {
+		methods := strings.Join(r.Match.Methods, ",")
+		var headers []string
+		for k, v := range r.Match.Headers {
+			headers = append(headers, k+"="+v)
+		}
+		sort.Strings(headers)
+		shadow, canary := "-", "-"
+		if r.Shadow != nil {
+			shadow = r.Shadow.To
+			if r.Shadow.Sample != nil {
+				shadow += fmt.Sprintf(" (%g)", *r.Shadow.Sample)
+			}
+		}
+		if r.Canary != nil {
+			canary = fmt.Sprintf("%s %g%%", r.Canary.To, r.Canary.Percent)
+		}
+		var breakers []string
+		for _, name := range slices.Sorted(mapKeys(r.Breakers)) {
+			breakers = append(breakers, name+":"+r.Breakers[name])
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Match.Path, dash(methods),
+			dash(strings.Join(headers, ",")), r.To, dash(r.Fallback), shadow, canary, strings.Join(breakers, " "))
+	}
+	fmt.Fprintf(tw, "(config generation %d)\n", t.Generation)
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

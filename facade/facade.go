@@ -1,0 +1,237 @@
+// Package facade is Ficus's strangler-fig router: it sends each request to the backend its
+// route names, through that backend's resilience chain, and swaps its whole route table
+// atomically when config.yaml changes.
+//
+// A Facade serves two handlers: Handler, the proxy clients talk to, and AdminHandler, the
+// token-protected admin API (route table, backends, effective config, last reload,
+// Prometheus metrics). The caller owns the listeners and servers.
+package facade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ficus-project/ficus/platform/config"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are a Facade's dependencies. Every field works at its zero value.
+type Options struct {
+	// Logger receives reloads, breaker changes and proxy errors. Default: discards.
+	Logger *slog.Logger
+	// Getenv reads the variable named by facade.admin.token_env. Default: a function that
+	// finds nothing, so a random admin token is generated and logged.
+	Getenv func(string) string
+	// Registry receives the facade's metrics and is served on /metrics. Default: a new
+	// registry with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// Transport sends requests to backends. Default: NewTransport().
+	Transport http.RoundTripper
+	// Debounce is how long Watch waits after the last change to the config file before it
+	// reloads. Default 100ms.
+	Debounce time.Duration
+	// Now tells the time of reloads. Default time.Now.
+	Now func() time.Time
+}
+
+// Facade is the strangler-fig router.
+type Facade struct {
+	log       *slog.Logger
+	now       func() time.Time
+	debounce  time.Duration
+	registry  *prometheus.Registry
+	metrics   *metrics
+	transport http.RoundTripper
+	proxy     *httputil.ReverseProxy
+	ids       *idSource
+	token     string
+
+	table    atomic.Pointer[table]
+	draining atomic.Bool
+
+	reloadMu sync.Mutex // serializes reloads
+	lastMu   sync.Mutex
+	last     ReloadResult
+}
+
+// ReloadResult is the outcome of the last attempt to load a config.
+type ReloadResult struct {
+	// Time is when the attempt was made.
+	Time time.Time `json:"time"`
+	// OK says whether the new config was accepted.
+	OK bool `json:"ok"`
+	// Errors lists what was wrong with a rejected config, one problem a line
+	// ("config.yaml:12:9: routes[0].to: unknown backend ...").
+	Errors []string `json:"errors,omitempty"`
+	// Path is the file the config was read from, if any.
+	Path string `json:"path,omitempty"`
+	// Generation is the generation of the config serving now (1 for the first).
+	Generation uint64 `json:"generation"`
+}
+
+// New returns a facade serving cfg, a config that config.Load has defaulted and validated.
+func New(cfg *config.Config, opts Options) (*Facade, error) {
+	f := &Facade{
+		log:       opts.Logger,
+		now:       opts.Now,
+		debounce:  opts.Debounce,
+		registry:  opts.Registry,
+		transport: opts.Transport,
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if f.debounce <= 0 {
+		f.debounce = 100 * time.Millisecond
+	}
+	if f.registry == nil {
+		f.registry = prometheus.NewRegistry()
+		registerRuntime(f.registry)
+	}
+	if f.transport == nil {
+		f.transport = NewTransport()
+	}
+	var err error
+	if f.metrics, err = newMetrics(f.registry, f); err != nil {
+		return nil, fmt.Errorf("registering facade metrics: %w", err)
+	}
+	f.ids = newIDSource()
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	f.token = getenv(cfg.Facade.Admin.TokenEnv)
+	if f.token == "" {
+		f.token = randomToken()
+		f.log.Warn("admin token variable is empty; generated a token for this run",
+			"variable", cfg.Facade.Admin.TokenEnv, "token", f.token)
+	}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite:       f.rewrite,
+		Transport:     dispatcher{f},
+		FlushInterval: -1,
+		BufferPool:    &bufferPool{},
+		ErrorHandler:  f.proxyError,
+		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
+	}
+	t, err := f.build(cfg, nil, f.now())
+	if err != nil {
+		return nil, fmt.Errorf("building the route table: %w", err)
+	}
+	f.table.Store(t)
+	f.last = ReloadResult{Time: t.loaded, OK: true, Path: cfg.Path, Generation: t.generation}
+	f.metrics.lastReload.Set(1)
+	f.metrics.generation.Set(float64(t.generation))
+	return f, nil
+}
+
+// Handler returns the proxy clients talk to.
+func (f *Facade) Handler() http.Handler { return http.HandlerFunc(f.serve) }
+
+// Config returns the config serving now. It is shared and must not be modified.
+func (f *Facade) Config() *config.Config { return f.table.Load().cfg }
+
+// Drain marks the facade as shutting down: /readyz answers 503 from now on, so load
+// balancers stop sending it new requests while the server drains the ones in flight.
+func (f *Facade) Drain() { f.draining.Store(true) }
+
+// Reload swaps in a route table built from cfg, a config that config.Load has defaulted
+// and validated. Backends whose config is unchanged keep their resilience state. Requests
+// in flight finish on the table they started with.
+func (f *Facade) Reload(cfg *config.Config) error {
+	f.reloadMu.Lock()
+	defer f.reloadMu.Unlock()
+	err := f.swap(cfg)
+	f.record(cfg.Path, err)
+	return err
+}
+
+// ReloadFile loads, validates and swaps in the config at path. A config with any problem
+// is rejected whole: the error (a *config.Error for file problems) is returned, logged,
+// kept for the admin API and counted, and the current config keeps serving.
+func (f *Facade) ReloadFile(path string) error {
+	f.reloadMu.Lock()
+	defer f.reloadMu.Unlock()
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = f.swap(cfg)
+	}
+	f.record(path, err)
+	return err
+}
+
+// swap builds and installs a new table. f.reloadMu must be held.
+func (f *Facade) swap(cfg *config.Config) error {
+	old := f.table.Load()
+	t, err := f.build(cfg, old, f.now())
+	if err != nil {
+		return fmt.Errorf("building the route table: %w", err)
+	}
+	f.table.Store(t)
+	f.metrics.forget(old, t)
+	logRetired(f.log, retired(old, t))
+	return nil
+}
+
+// record keeps, logs and counts the outcome of a reload. f.reloadMu must be held.
+func (f *Facade) record(path string, err error) {
+	t := f.table.Load()
+	res := ReloadResult{Time: f.now(), OK: err == nil, Path: path, Generation: t.generation}
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				res.Errors = append(res.Errors, p.Error())
+			}
+		} else {
+			res.Errors = []string{err.Error()}
+		}
+		f.metrics.reloadFailed.Inc()
+		f.metrics.lastReload.Set(0)
+		f.log.Error("config rejected; the last good config keeps serving",
+			"path", path, "generation", t.generation, "problems", res.Errors)
+	} else {
+		f.metrics.reloadOK.Inc()
+		f.metrics.lastReload.Set(1)
+		f.metrics.generation.Set(float64(t.generation))
+		f.log.Info("config reloaded", "path", path, "generation", t.generation, "routes", len(t.routes), "backends", len(t.backends))
+	}
+	f.lastMu.Lock()
+	f.last = res
+	f.lastMu.Unlock()
+}
+
+// LastReload returns the outcome of the last reload (or of the first load).
+func (f *Facade) LastReload() ReloadResult {
+	f.lastMu.Lock()
+	defer f.lastMu.Unlock()
+	r := f.last
+	r.Errors = append([]string(nil), r.Errors...)
+	return r
+}
+
+// Close releases the facade's idle backend connections. Watch stops with its context.
+func (f *Facade) Close() {
+	if c, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// contextKey keys the exchange in a request's context.
+type contextKey struct{}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(contextKey{}).(*exchange)
+	return ex
+}

@@ -1,0 +1,208 @@
+package facade
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// errKind is a facade-generated error, by its problem code.
+type errKind int
+
+const (
+	errUnreachable errKind = iota
+	errCircuitOpen
+	errBulkheadFull
+	errTimeout
+	errClientClosed
+	numErrKinds
+)
+
+// codes are the problem codes of the errKinds, also their metric label.
+var codes = [numErrKinds]string{"backend_unreachable", "circuit_open", "bulkhead_full", "backend_timeout", "client_closed"}
+
+// metrics are the facade's Prometheus metrics, registered on a registry the facade was
+// given or made: never the global default one.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	errors       *prometheus.CounterVec
+	fallbacks    *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
+	noRoute      prometheus.Counter
+	badPath      prometheus.Counter
+	retries      *prometheus.CounterVec
+	exhausted    *prometheus.CounterVec
+	bulkheadFull *prometheus.CounterVec
+	transitions  *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+	reloadOK     prometheus.Counter
+	reloadFailed prometheus.Counter
+	lastReload   prometheus.Gauge
+	generation   prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_facade_requests_total",
+			Help: "Requests proxied, by route, the backend that answered, and status class (2xx…; facade errors included).",
+		}, []string{"route", "backend", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ficus_facade_request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response body, by route and backend.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "backend"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_facade_errors_total",
+			Help: "Errors the facade answered itself, by route, backend and problem code.",
+		}, []string{"route", "backend", "code"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_facade_fallbacks_total",
+			Help: "Requests sent to a route's fallback backend because the primary was unavailable.",
+		}, []string{"route", "backend"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_facade_rejected_total",
+			Help: "Requests refused before routing, by reason (no_route, ambiguous_path).",
+		}, []string{"reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_backend_retries_total",
+			Help: "Retries sent to a backend.",
+		}, []string{"backend"}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_backend_retry_budget_exhausted_total",
+			Help: "Retries not sent because the backend's retry budget was spent.",
+		}, []string{"backend"}),
+		bulkheadFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_backend_bulkhead_rejections_total",
+			Help: "Requests refused by a backend's bulkhead.",
+		}, []string{"backend"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_backend_breaker_transitions_total",
+			Help: "Circuit breaker state changes, by backend and new state.",
+		}, []string{"backend", "state"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_config_reloads_total",
+			Help: "Config reloads, by result (success, failure).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ficus_config_last_reload_success",
+			Help: "1 if the last config reload succeeded, 0 if it was rejected.",
+		}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ficus_config_generation",
+			Help: "Generation of the config serving now; each successful reload adds one.",
+		}),
+	}
+	m.noRoute = m.rejected.WithLabelValues("no_route")
+	m.badPath = m.rejected.WithLabelValues("ambiguous_path")
+	m.reloadOK = m.reloads.WithLabelValues("success")
+	m.reloadFailed = m.reloads.WithLabelValues("failure")
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.fallbacks, m.rejected, m.retries,
+		m.exhausted, m.bulkheadFull, m.transitions, m.reloads, m.lastReload, m.generation, &backendCollector{f: f}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// routeMetrics are the metric children of one (route, backend) pair, resolved once when
+// the route table is built so serving a request looks nothing up.
+type routeMetrics struct {
+	codes     [6]prometheus.Counter // by status/100; 0 holds anything outside 100-599
+	duration  prometheus.Observer
+	errors    [numErrKinds]prometheus.Counter
+	fallbacks prometheus.Counter
+}
+
+func (m *metrics) forRoute(route, backend string) *routeMetrics {
+	rm := &routeMetrics{
+		duration:  m.duration.WithLabelValues(route, backend),
+		fallbacks: m.fallbacks.WithLabelValues(route, backend),
+	}
+	rm.codes[0] = m.requests.WithLabelValues(route, backend, "other")
+	for i := 1; i <= 5; i++ {
+		rm.codes[i] = m.requests.WithLabelValues(route, backend, strconv.Itoa(i)+"xx")
+	}
+	for k := range numErrKinds {
+		rm.errors[k] = m.errors.WithLabelValues(route, backend, codes[k])
+	}
+	return rm
+}
+
+func (rm *routeMetrics) observe(status int, seconds float64) {
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 0
+	}
+	rm.codes[class].Inc()
+	rm.duration.Observe(seconds)
+}
+
+// forget drops the series of routes and backends the new table no longer has, so the
+// metrics describe the config that serves.
+func (m *metrics) forget(old, cur *table) {
+	if old == nil {
+		return
+	}
+	routes := map[string]bool{}
+	for _, r := range cur.routes {
+		routes[r.Name] = true
+	}
+	for _, r := range old.routes {
+		if !routes[r.Name] {
+			l := prometheus.Labels{"route": r.Name}
+			m.requests.DeletePartialMatch(l)
+			m.duration.DeletePartialMatch(l)
+			m.errors.DeletePartialMatch(l)
+			m.fallbacks.DeletePartialMatch(l)
+		}
+	}
+	for name := range old.backends {
+		if _, ok := cur.backends[name]; !ok {
+			l := prometheus.Labels{"backend": name}
+			for _, v := range []*prometheus.CounterVec{m.requests, m.errors, m.fallbacks, m.retries, m.exhausted, m.bulkheadFull, m.transitions} {
+				v.DeletePartialMatch(l)
+			}
+			m.duration.DeletePartialMatch(l)
+		}
+	}
+}
+
+// backendCollector reports the live state of the serving table's backends at scrape time.
+type backendCollector struct{ f *Facade }
+
+var (
+	descBreaker  = prometheus.NewDesc("ficus_backend_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"backend"}, nil)
+	descInFlight = prometheus.NewDesc("ficus_backend_in_flight", "Requests in flight to the backend (holding a bulkhead slot).", []string{"backend"}, nil)
+	descQueued   = prometheus.NewDesc("ficus_backend_queue_depth", "Requests waiting for a bulkhead slot.", []string{"backend"}, nil)
+)
+
+// Describe sends the descriptors of the backend metrics.
+func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBreaker
+	ch <- descInFlight
+	ch <- descQueued
+}
+
+// Collect sends the current value of every backend metric.
+func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.f.table.Load()
+	if t == nil {
+		return
+	}
+	for name, b := range t.backends {
+		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(b.breaker.State()), name)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.bulkhead.InFlight()), name)
+		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(b.bulkhead.Queued()), name)
+	}
+}
+
+var _ prometheus.Collector = (*backendCollector)(nil)
+
+// registerRuntime adds the Go runtime and process collectors to a registry the facade made.
+func registerRuntime(reg *prometheus.Registry) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}

@@ -1,0 +1,137 @@
+package facade
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ficus-project/ficus/facade/route"
+	"github.com/ficus-project/ficus/platform/config"
+)
+
+// table is one immutable generation of the facade's routing: the config it was built from,
+// its router, routes and backends. A reload builds a new table and swaps the pointer;
+// requests keep the table they started with until they finish.
+type table struct {
+	cfg        *config.Config
+	generation uint64
+	loaded     time.Time
+	router     *route.Router
+	routes     []*Route
+	backends   map[string]*Backend
+	// header names the response header that says which backend answered.
+	header string
+}
+
+// Route is one compiled route: its config and the backends it names, resolved.
+type Route struct {
+	// Name identifies the route in metrics and on the admin API.
+	Name string
+	// Config is the route as configured.
+	Config config.Route
+
+	primary  *target
+	fallback *target
+	// shadow and canary are resolved here so traffic splitting can use them; this version
+	// of the facade only reports them.
+	shadow *target
+	canary *target
+}
+
+// target is a backend as one route uses it, with that pair's metrics.
+type target struct {
+	backend *Backend
+	m       *routeMetrics
+}
+
+// build compiles cfg into a table, reusing old's backends whose config did not change so
+// their breakers, bulkheads and retry budgets carry over.
+func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, error) {
+	t := &table{
+		cfg:      cfg,
+		loaded:   now,
+		backends: make(map[string]*Backend, len(cfg.Backends)),
+		header:   cfg.Facade.BackendHeader,
+	}
+	if t.header == "" {
+		t.header = "Ficus-Backend"
+	}
+	t.header = http.CanonicalHeaderKey(t.header)
+	if old != nil {
+		t.generation = old.generation + 1
+	} else {
+		t.generation = 1
+	}
+	for name, bc := range cfg.Backends {
+		if old != nil {
+			if ob, ok := old.backends[name]; ok && ob.Config == bc {
+				t.backends[name] = ob
+				continue
+			}
+		}
+		b, err := newBackend(name, bc, f.transport, f.metrics, f.log)
+		if err != nil {
+			return nil, err
+		}
+		t.backends[name] = b
+	}
+	rules := make([]route.Rule, len(cfg.Routes))
+	t.routes = make([]*Route, len(cfg.Routes))
+	for i, rc := range cfg.Routes {
+		rules[i] = route.Rule{Path: rc.Match.Path, Methods: rc.Match.Methods, Headers: rc.Match.Headers}
+		r := &Route{Name: rc.Name, Config: rc}
+		if r.Name == "" {
+			r.Name = rc.Match.Path
+		}
+		var err error
+		resolve := func(field, name string) *target {
+			if name == "" || err != nil {
+				return nil
+			}
+			b, ok := t.backends[name]
+			if !ok {
+				err = fmt.Errorf("route %s: %s names unknown backend %q", r.Name, field, name)
+				return nil
+			}
+			return &target{backend: b, m: f.metrics.forRoute(r.Name, name)}
+		}
+		r.primary = resolve("to", rc.To)
+		r.fallback = resolve("fallback", rc.Fallback)
+		if rc.Shadow != nil {
+			r.shadow = resolve("shadow.to", rc.Shadow.To)
+		}
+		if rc.Canary != nil {
+			r.canary = resolve("canary.to", rc.Canary.To)
+		}
+		if err == nil && r.primary == nil {
+			err = fmt.Errorf("route %s: no backend to send to", r.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		t.routes[i] = r
+	}
+	t.router = route.New(rules)
+	return t, nil
+}
+
+// retired returns old's backends that t no longer uses.
+func retired(old, t *table) []*Backend {
+	if old == nil {
+		return nil
+	}
+	var out []*Backend
+	for name, b := range old.backends {
+		if t.backends[name] != b {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func logRetired(log *slog.Logger, bs []*Backend) {
+	for _, b := range bs {
+		log.Info("backend changed or removed; a changed one starts with fresh resilience state", "backend", b.Name)
+	}
+}
