@@ -386,3 +386,36 @@ func TestModuleHandlesRefuseOtherModulesTables(t *testing.T) {
 		t.Errorf("inventory refused its own table: %v", err)
 	}
 }
+
+func TestIdempotentOrdersAndPayments(t *testing.T) {
+	s := newShop(t)
+	cust := s.customer("ada@example.com", 100_000)
+	outage := s.customer("olga@outage.test", 100_000)
+	s.item("BOOK-1", 1_500, 10)
+
+	first := s.mustDo(201, "POST", "/api/orders", orderBody(cust, "BOOK-1", 2), "Idempotency-Key", "order-1")
+	again := s.do("POST", "/api/orders", orderBody(cust, "BOOK-1", 2), "Idempotency-Key", "order-1")
+	if again.status != 201 || again.json(t)["id"] != first["id"] || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeat: %d %s", again.status, again.body)
+	}
+	if it := s.mustDo(200, "GET", "/api/inventory/items/BOOK-1", ""); it["on_hand"].(float64) != 8 {
+		t.Errorf("a repeated order sold stock twice: %v", it)
+	}
+	r := s.do("POST", "/api/orders", orderBody(cust, "BOOK-1", 3), "Idempotency-Key", "order-1")
+	if r.status != 422 || r.json(t)["code"] != "idempotency_key_reused" {
+		t.Errorf("same key, other body: %d %s", r.status, r.body)
+	}
+
+	charge := `{"customer_id":"` + outage + `","amount_cents":100,"reference":"x"}`
+	for i := 0; i < 2; i++ { // a 5xx does not burn the key: the retry runs again
+		r := s.do("POST", "/api/payments", charge, "Idempotency-Key", "pay-1")
+		if r.status != 503 || r.json(t)["code"] != "gateway_unavailable" || r.header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("attempt %d: %d %s", i, r.status, r.body)
+		}
+	}
+	p1 := s.mustDo(201, "POST", "/api/payments", `{"customer_id":"`+cust+`","amount_cents":100,"reference":"x"}`, "Idempotency-Key", "pay-2")
+	p2 := s.mustDo(201, "POST", "/api/payments", `{"customer_id":"`+cust+`","amount_cents":100,"reference":"x"}`, "Idempotency-Key", "pay-2")
+	if p1["id"] != p2["id"] || countRows(t, s, "payments_payments") != 2 {
+		t.Errorf("a repeated charge was captured twice: %v %v", p1["id"], p2["id"])
+	}
+}

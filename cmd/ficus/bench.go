@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ficus-project/ficus/monolith"
@@ -36,9 +38,12 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	url := fs.String("url", "", "a running monolith or facade (default: start a monolith on a fresh database)")
 	customer := fs.String("customer", "", "customer id to order as, with -url")
 	sku := fs.String("sku", "STICKER-FIG", "SKU to order, with -url")
+	withKey := fs.Bool("idempotency", true, "send an Idempotency-Key with every order")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{}
 	}
+	started := ""
 	if *url == "" {
 		dir, err := os.MkdirTemp("", "ficus-bench-")
 		if err != nil {
@@ -71,6 +76,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		go srv.Serve(ln)
 		defer srv.Close()
 		*url, *customer = "http://"+ln.Addr().String(), cust.ID
+		started = *url
 	}
 	if *customer == "" {
 		return usageError{"-customer is required with -url"}
@@ -79,7 +85,19 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	body := fmt.Sprintf(`{"customer_id":%q,"lines":[{"sku":%q,"quantity":1}]}`, *customer, *sku)
 	lat := make([]time.Duration, *n)
 	var next, failed atomic.Int64
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := 0; i < *c; i++ {
 		wg.Add(1)
@@ -93,7 +111,9 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *url+"/api/orders", strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(t0.UnixNano(), 36)+"-"+strconv.FormatInt(k, 10))
+				if *withKey {
+					req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(t0.UnixNano(), 36)+"-"+strconv.FormatInt(k, 10))
+				}
 				resp, err := client.Do(req)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
@@ -108,6 +128,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	done := min(int(next.Load()), *n)
 	lat = lat[:done]
 	slices.Sort(lat)
@@ -120,8 +141,21 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	fmt.Fprintf(stdout, "orders: %d placed with %d clients in %s, %d failed\n", done, *c, elapsed.Round(time.Millisecond), failed.Load())
 	fmt.Fprintf(stdout, "orders/s: %.0f   p50: %s   p99: %s   max: %s\n",
 		float64(done)/elapsed.Seconds(), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	if *url == started {
+		fmt.Fprintf(stdout, "CPU per order: %s (server and clients share this process; the steadiest figure on a busy machine)\n",
+			(cpu / time.Duration(max(done, 1))).Round(time.Microsecond))
+	}
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d orders failed", failed.Load())
 	}
 	return nil
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -17,7 +17,8 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		var ue usageError
-		if !errors.As(err, &ue) || ue.msg != "" {
+		var ee exitError
+		if !errors.As(err, &ee) && (!errors.As(err, &ue) || ue.msg != "") {
 			fmt.Fprintln(os.Stderr, "ficus:", err)
 		}
 		os.Exit(exitCode(err))

@@ -1,13 +1,20 @@
 // Package idempotency makes unsafe POSTs safe to repeat with an Idempotency-Key header.
 //
 // The first request with a key claims it (state in_flight) in a platform table of the
-// service's own database, runs, and stores its response. A repeat with the same key and body
-// gets the stored response and does nothing; the same key with another body is 422; a repeat
-// while the first is still running is 409. A 5xx, or a panic, releases the key so the client
-// may retry. A claim whose holder died is taken over after Options.Lease.
+// service's own database. The handler then runs inside one transaction with the recording of
+// its response, so the effect and the stored response commit together: a crash between the
+// two cannot make a repeat run the effect again. A repeat with the same key and body gets the
+// stored response and does nothing; the same key with another body is 422; a repeat while the
+// first is still running is 409. A 5xx, or a panic, rolls the effect back and releases the
+// key so the client may retry. A claim whose holder died is taken over after Options.Lease.
+//
+// Because the handler runs inside the transaction, its writes must go through the store's
+// context-carried transaction (store.InTx and store.Conn do this), and it should not make
+// slow remote calls: on SQLite the transaction holds the database's write lock.
 package idempotency
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -20,6 +27,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/ficus-project/ficus/platform/problem"
 	"github.com/ficus-project/ficus/platform/store"
@@ -114,76 +122,113 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 				return err
 			}
 
-			rec := &recorder{ResponseWriter: c.Response().Writer}
-			c.Response().Writer = rec
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					// A fresh context: the request's may be cancelled, and the key must go.
-					_ = store.InTx(context.WithoutCancel(ctx), db, func(_ context.Context, tx *gorm.DB) error {
-						return tx.Where("scope = ? AND key = ?", scope, key).Delete(&keyRow{}).Error
-					})
-				}
-			}
-			defer func() {
-				if r := recover(); r != nil {
-					release()
-					panic(r)
-				}
-			}()
-			herr := next(c)
-			if herr != nil {
-				// Let the error handler write the response now, so it is recorded.
-				c.Error(herr)
-			}
-			status := c.Response().Status
-			if status >= 500 || !c.Response().Committed {
-				release()
-				return nil
-			}
-			err = store.InTx(context.WithoutCancel(ctx), db, func(_ context.Context, tx *gorm.DB) error {
-				return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
-					Updates(map[string]any{"state": stateDone, "status": status,
-						"content_type": c.Response().Header().Get(echo.HeaderContentType), "body": rec.body}).Error
-			})
-			if err != nil {
-				return fmt.Errorf("storing idempotent response: %w", err)
-			}
-			return nil
+			return run(c, next, db, scope, key)
 		}
 	}
+}
+
+// errRollback abandons the key's transaction after a 5xx.
+var errRollback = errors.New("server error: rolling back")
+
+// run executes the handler inside the transaction that records its response, so the effect
+// and the stored response commit together or not at all. The response is held until then: a
+// client never sees a success that did not commit. A 5xx rolls the effect back and releases
+// the key.
+func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, scope, key string) error {
+	req := c.Request()
+	// A fresh context from here on: a client that hangs up must not leave a claim behind.
+	ctx := context.WithoutCancel(req.Context())
+	orig := c.Response().Writer
+	buf := &bufferedWriter{header: http.Header{}}
+	c.Response().Writer = buf
+	release := func() {
+		_ = store.InTx(ctx, db, func(_ context.Context, tx *gorm.DB) error {
+			return tx.Where("scope = ? AND key = ?", scope, key).Delete(&keyRow{}).Error
+		})
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.Response().Writer = orig
+			release()
+			panic(r)
+		}
+	}()
+	err := store.InTx(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
+		c.SetRequest(req.WithContext(txCtx))
+		defer c.SetRequest(req)
+		if err := tx.SavePoint("ficus_handler").Error; err != nil {
+			return err
+		}
+		if herr := next(c); herr != nil {
+			// The handler failed: undo what it wrote, then let the error handler write the
+			// response, so it is recorded.
+			if err := tx.RollbackTo("ficus_handler").Error; err != nil {
+				return err
+			}
+			c.Error(herr)
+		}
+		status := c.Response().Status
+		if status >= 500 || !c.Response().Committed {
+			return errRollback
+		}
+		return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
+			Updates(map[string]any{"state": stateDone, "status": status,
+				"content_type": buf.header.Get(echo.HeaderContentType), "body": buf.body.Bytes()}).Error
+	})
+	c.Response().Writer = orig
+	if err != nil {
+		release()
+		if !errors.Is(err, errRollback) {
+			return fmt.Errorf("recording idempotent response: %w", err)
+		}
+	}
+	for k, v := range buf.header {
+		orig.Header()[k] = v
+	}
+	status := buf.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	orig.WriteHeader(status)
+	_, werr := orig.Write(buf.body.Bytes())
+	return werr
 }
 
 // claim takes the key for this request, or returns the stored response to replay, or the
 // problem that refuses the request.
 func claim(ctx context.Context, db *gorm.DB, opts Options, scope, key, hash string) (*keyRow, error) {
 	now := opts.Now().UTC()
-	var replay *keyRow
-	err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-		var row keyRow
-		err := tx.Where("scope = ? AND key = ?", scope, key).Take(&row).Error
-		switch {
-		case errors.Is(err, gorm.ErrRecordNotFound):
-			return tx.Create(&keyRow{Scope: scope, Key: key, RequestHash: hash, State: stateInFlight,
-				CreatedAt: now, LockedUntil: now.Add(opts.Lease)}).Error
-		case err != nil:
-			return err
-		case row.RequestHash != hash:
-			return problem.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
-				"this Idempotency-Key was used with a different request")
-		case row.State == stateDone:
-			replay = &row
-			return nil
-		case now.Before(row.LockedUntil):
-			p := problem.New(http.StatusConflict, "idempotency_in_flight",
-				"a request with this Idempotency-Key is still in progress")
-			p.RetryAfter = 1
-			return p
-		default:
-			return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
-				Update("locked_until", now.Add(opts.Lease)).Error
+	// Look first, without the write lock: a repeat of a request that is still running must
+	// get its 409 at once, not queue behind the running request's transaction.
+	row, found, err := lookup(ctx, db, scope, key)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		replay, takeover, err := decide(row, hash, now)
+		if err != nil || !takeover {
+			return replay, err
 		}
+	}
+	var replay *keyRow
+	err = store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&keyRow{Scope: scope, Key: key,
+			RequestHash: hash, State: stateInFlight, CreatedAt: now, LockedUntil: now.Add(opts.Lease)})
+		if res.Error != nil || res.RowsAffected == 1 {
+			return res.Error
+		}
+		// Another request claimed the key since the look: decide again on what it wrote.
+		row, _, err := lookup(ctx, tx, scope, key)
+		if err != nil {
+			return err
+		}
+		r, takeover, err := decide(row, hash, now)
+		if err != nil || !takeover {
+			replay = r
+			return err
+		}
+		return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
+			Update("locked_until", now.Add(opts.Lease)).Error
 	})
 	if err != nil {
 		var p *problem.Problem
@@ -195,6 +240,36 @@ func claim(ctx context.Context, db *gorm.DB, opts Options, scope, key, hash stri
 	return replay, nil
 }
 
+func lookup(ctx context.Context, db *gorm.DB, scope, key string) (keyRow, bool, error) {
+	var row keyRow
+	err := db.WithContext(ctx).Where("scope = ? AND key = ?", scope, key).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return keyRow{}, false, nil
+	}
+	if err != nil {
+		return keyRow{}, false, fmt.Errorf("reading idempotency key: %w", err)
+	}
+	return row, true, nil
+}
+
+// decide says what an existing key means for a request with body hash: a response to replay,
+// a problem, or (takeover) an abandoned claim the request may take over.
+func decide(row keyRow, hash string, now time.Time) (replay *keyRow, takeover bool, err error) {
+	switch {
+	case row.RequestHash != hash:
+		return nil, false, problem.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key was used with a different request")
+	case row.State == stateDone:
+		return &row, false, nil
+	case now.Before(row.LockedUntil):
+		p := problem.New(http.StatusConflict, "idempotency_in_flight",
+			"a request with this Idempotency-Key is still in progress")
+		p.RetryAfter = 1
+		return nil, false, p
+	}
+	return nil, true, nil
+}
+
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -204,13 +279,24 @@ func printable(s string) bool {
 	return true
 }
 
-// recorder copies the response body as it is written.
-type recorder struct {
-	http.ResponseWriter
-	body []byte
+// bufferedWriter holds a response until its transaction has committed.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
 }
 
-func (r *recorder) Write(b []byte) (int, error) {
-	r.body = append(r.body, b...)
-	return r.ResponseWriter.Write(b)
+func (w *bufferedWriter) Header() http.Header { return w.header }
+
+func (w *bufferedWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *bufferedWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(b)
 }

@@ -2,6 +2,8 @@ package idempotency_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/platform/idempotency"
 	"github.com/ficus-project/ficus/platform/store"
@@ -20,6 +23,8 @@ import (
 )
 
 type server struct {
+	db      *gorm.DB
+	effect  func(ctx context.Context, id string) error // run by the handler when set
 	url     string
 	calls   atomic.Int64
 	fail    atomic.Int64 // while positive, the handler answers 503 and counts down
@@ -37,13 +42,18 @@ func newServer(t *testing.T, opts idempotency.Options) *server {
 	if err := idempotency.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{}
+	s := &server{db: db}
 	e := web.New(nil, nil)
 	e.POST("/things", func(c echo.Context) error {
 		n := s.calls.Add(1)
 		if s.entered != nil {
 			s.entered <- struct{}{}
 			<-s.release
+		}
+		if s.effect != nil {
+			if err := s.effect(c.Request().Context(), "effect-"+c.Request().Header.Get(idempotency.Header)); err != nil {
+				return err
+			}
 		}
 		if s.fail.Load() > 0 {
 			s.fail.Add(-1)
@@ -165,28 +175,56 @@ func TestAbandonedClaimIsTakenOverAfterLease(t *testing.T) {
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
 	s := newServer(t, idempotency.Options{Lease: time.Minute, Now: func() time.Time { return *clock.Load() }})
-	s.entered = make(chan struct{}, 1)
-	s.release = make(chan struct{})
-	first := make(chan struct{})
-	go func() {
-		defer close(first)
-		req, _ := http.NewRequest("POST", s.url+"/things", strings.NewReader(`{"a":1}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(idempotency.Header, "k1")
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	<-s.entered
+	// A process claimed the key and died before it finished: its claim is all that is left.
+	body := `{"a":1}`
+	sum := sha256.Sum256([]byte("POST /things\n" + body))
+	err := s.db.Exec(`INSERT INTO ficus_idempotency (scope, key, request_hash, state, created_at, locked_until)
+		VALUES (?, ?, ?, 'in_flight', ?, ?)`, "POST /things", "k1", hex.EncodeToString(sum[:]), now, now.Add(time.Minute)).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, b := post(t, s.url, "k1", body); st != 409 {
+		t.Fatalf("within the lease: %d %s, want 409", st, b)
+	}
 	later := now.Add(2 * time.Minute)
 	clock.Store(&later)
-	s.entered = nil
-	// The first holder is presumed dead: the repeat runs.
-	st, _, b := post(t, s.url, "k1", `{"a":1}`)
-	close(s.release)
-	<-first
-	if st != 201 {
-		t.Fatalf("takeover: %d %s", st, b)
+	st, _, b := post(t, s.url, "k1", body)
+	if st != 201 || s.calls.Load() != 1 {
+		t.Fatalf("after the lease: %d %s, calls %d", st, b, s.calls.Load())
+	}
+	if st, h, _ := post(t, s.url, "k1", body); st != 201 || h.Get(idempotency.ReplayedHeader) != "true" {
+		t.Errorf("the taken-over request's response was not stored: %d", st)
+	}
+}
+
+// TestEffectAndResponseCommitTogether: a handler that writes and then fails leaves nothing
+// behind, and a handler that writes and succeeds has its write and its stored response.
+func TestEffectAndResponseCommitTogether(t *testing.T) {
+	s := newServer(t, idempotency.Options{})
+	if err := s.db.Exec("CREATE TABLE effects (id TEXT PRIMARY KEY)").Error; err != nil {
+		t.Fatal(err)
+	}
+	s.effect = func(ctx context.Context, id string) error {
+		return store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+			return tx.Exec("INSERT INTO effects (id) VALUES (?)", id).Error
+		})
+	}
+	s.fail.Store(1)
+	if st, _, _ := post(t, s.url, "k1", `{"a":1}`); st != 503 {
+		t.Fatalf("first: %d", st)
+	}
+	var n int64
+	s.db.Table("effects").Count(&n)
+	if n != 0 {
+		t.Fatalf("a failed request's write survived: %d rows", n)
+	}
+	if st, _, _ := post(t, s.url, "k1", `{"a":1}`); st != 201 {
+		t.Fatalf("retry: %d", st)
+	}
+	post(t, s.url, "k1", `{"a":1}`)
+	s.db.Table("effects").Count(&n)
+	if n != 1 {
+		t.Fatalf("effects = %d, want exactly 1", n)
 	}
 }
 

@@ -39,7 +39,7 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Modules names the modules whose tables the guard protects from each other.
 	Modules []string
-	// MaxOpenConns bounds the connection pool. Default 16.
+	// MaxOpenConns bounds the connection pool. Default 4: SQLite has one writer at a time, and WAL readers need few.
 	MaxOpenConns int
 }
 
@@ -50,7 +50,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*gorm.DB, error) {
 		opts.BusyTimeout = 10 * time.Second
 	}
 	if opts.MaxOpenConns == 0 {
-		opts.MaxOpenConns = 16
+		opts.MaxOpenConns = 4
 	}
 	var dialector gorm.Dialector
 	switch {
