@@ -27,8 +27,9 @@ import (
 type Options struct {
 	// Logger receives reloads, breaker changes and proxy errors. Default: discards.
 	Logger *slog.Logger
-	// Getenv reads the variable named by facade.admin.token_env. Default: a function that
-	// finds nothing, so a random admin token is generated and logged.
+	// Getenv reads the variable named by facade.admin.token_env, and GOGC (see Serve).
+	// Default: a function that finds nothing, so a random admin token is generated and
+	// logged.
 	Getenv func(string) string
 	// Registry receives the facade's metrics and is served on /metrics. Default: a new
 	// registry with the Go runtime and process collectors.
@@ -53,6 +54,7 @@ type Facade struct {
 	proxy     *httputil.ReverseProxy
 	ids       *idSource
 	token     string
+	gcPercent int // set by Serve while it serves; 0 leaves the runtime's
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -111,6 +113,9 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	if getenv("GOGC") == "" {
+		f.gcPercent = serveGCPercent
+	}
 	f.token = getenv(cfg.Facade.Admin.TokenEnv)
 	if f.token == "" {
 		f.token = randomToken()
@@ -120,7 +125,7 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
 		Transport:     dispatcher{f},
-		FlushInterval: -1,
+		FlushInterval: 0, // flushWriter flushes each write; see there
 		BufferPool:    &bufferPool{},
 		ErrorHandler:  f.proxyError,
 		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),

@@ -3,8 +3,11 @@ package facade
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,14 +16,48 @@ import (
 	"github.com/ficus-project/ficus/platform/problem"
 )
 
-// exchange is what the facade knows about one request while it is proxied.
+// exchange is what the facade knows about one request while it is proxied. It is also the
+// request's context, the client's context plus itself under contextKey, so carrying it
+// costs no allocation of its own; and it holds the few values the proxy adds to headers.
 type exchange struct {
+	context.Context // the client request's
+
 	route  *Route
 	path   string // the cleaned path it was routed on and is forwarded with
 	id     string
 	header string  // the response header naming the backend
 	served *target // the backend answering: the primary, or the fallback
 	status int
+	// w is the client's ResponseWriter as the proxy sees it.
+	w flushWriter
+	// vals backs the header values the facade sets, one array for all of them; each
+	// header gets a one-element slice of it with no room to grow into the next.
+	vals [numVals]string
+}
+
+// The header values an exchange holds.
+const (
+	valForwardedFor = iota
+	valForwardedHost
+	valForwardedProto
+	valRequestID
+	valBackend
+	valResponseID
+	numVals
+)
+
+// Value returns the exchange itself under contextKey, else what the client's context holds.
+func (ex *exchange) Value(key any) any {
+	if key == (contextKey{}) {
+		return ex
+	}
+	return ex.Context.Value(key)
+}
+
+// set sets header k to the exchange's value i, as http.Header.Set does for a canonical k.
+func (ex *exchange) set(h http.Header, k string, i int, v string) {
+	ex.vals[i] = v
+	h[k] = ex.vals[i : i+1 : i+1]
 }
 
 // serve routes one request and proxies it.
@@ -49,25 +86,36 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := t.routes[i]
-	ex := &exchange{route: rt, path: p, id: id, header: t.header, served: rt.primary}
+	ex := &exchange{Context: r.Context(), route: rt, path: p, id: id, header: t.header, served: rt.primary}
+	ex.w.ResponseWriter = w
 	defer func() {
 		ex.served.m.observe(ex.status, time.Since(start).Seconds())
 	}()
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), contextKey{}, ex)))
+	f.proxy.ServeHTTP(&ex.w, r.WithContext(ex))
 }
 
-// rewrite aims the outbound request at the route's primary backend.
+// rewrite aims the outbound request at the route's primary backend and sets the
+// forwarding headers, as ProxyRequest.SetXForwarded would, and the request id.
 func (f *Facade) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	ex.route.primary.backend.point(pr.Out.URL, ex.path)
 	pr.Out.Host = ""
-	// ReverseProxy drops the client's X-Forwarded-For before Rewrite; put it back so
-	// SetXForwarded appends the client's address to it rather than replacing it.
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		pr.Out.Header["X-Forwarded-For"] = prior
+	h := pr.Out.Header
+	// ReverseProxy drops the client's X-Forwarded-For before Rewrite; the client's address
+	// is appended to it rather than replacing it.
+	if clientIP, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+		}
+		ex.set(h, "X-Forwarded-For", valForwardedFor, clientIP)
 	}
-	pr.SetXForwarded()
-	pr.Out.Header.Set(headerRequestID, ex.id)
+	ex.set(h, "X-Forwarded-Host", valForwardedHost, pr.In.Host)
+	proto := "http"
+	if pr.In.TLS != nil {
+		proto = "https"
+	}
+	ex.set(h, "X-Forwarded-Proto", valForwardedProto, proto)
+	ex.set(h, headerRequestID, valRequestID, ex.id)
 }
 
 // dispatcher is the proxy's transport: it sends a request through its primary backend's
@@ -94,8 +142,8 @@ func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Header.Set(ex.header, ex.served.backend.Name)
-	resp.Header.Set(headerRequestID, ex.id)
+	ex.set(resp.Header, ex.header, valBackend, ex.served.backend.Name)
+	ex.set(resp.Header, headerRequestID, valResponseID, ex.id)
 	ex.status = resp.StatusCode
 	return resp, nil
 }
@@ -160,18 +208,67 @@ func (f *Facade) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	problem.Write(w, req, p)
 }
 
+// flushWriter sends each piece of a response body to the client as soon as the backend
+// sends it. The proxy's own FlushInterval is 0, because httputil.ReverseProxy implements
+// "flush at once" (-1) with a timer that fires at once, in another goroutine, for every
+// response, and so writes the headers and the body in two system calls. Here the headers
+// of a response with a known length up to the size of one copy buffer go out with the
+// body, in one write; any other response has its headers flushed at once, as before, and
+// responses of unknown length and event streams are still flushed by the proxy itself.
+type flushWriter struct {
+	http.ResponseWriter
+}
+
+// WriteHeader sends the status and headers, at once unless the body is known to be small
+// enough to follow in the same write.
+func (w *flushWriter) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code)
+	if code < 200 {
+		return
+	}
+	if cl := w.Header()["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n <= copyBufferSize {
+			return
+		}
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Write writes p and flushes it to the client.
+func (w *flushWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	if err == nil {
+		_ = http.NewResponseController(w.ResponseWriter).Flush() // as ReverseProxy does: a failed flush shows on the next write
+	}
+	return n, err
+}
+
+// FlushError flushes what was written to the client.
+func (w *flushWriter) FlushError() error { return http.NewResponseController(w.ResponseWriter).Flush() }
+
+// Unwrap lets http.ResponseController reach the server's writer (to hijack upgraded
+// connections, set deadlines).
+func (w *flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // bufferPool lends the proxy its 32 KiB copy buffers, so streaming a body allocates none.
+// It pools array pointers, which a buffer converts back to without allocating.
 type bufferPool struct{ p sync.Pool }
+
+const copyBufferSize = 32 << 10
 
 var _ httputil.BufferPool = (*bufferPool)(nil)
 
 // Get returns a buffer.
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
 // Put returns a buffer to the pool.
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
+}

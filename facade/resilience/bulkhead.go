@@ -17,6 +17,9 @@ type Bulkhead struct {
 	maxQueue int64
 	wait     time.Duration
 	onReject func()
+	// releaseFn is release as a func value, made once: a method value made per request
+	// would allocate.
+	releaseFn func()
 
 	inFlight atomic.Int64
 	queued   atomic.Int64
@@ -48,6 +51,7 @@ func NewBulkhead(next http.RoundTripper, s BulkheadSettings) *Bulkhead {
 	if b.onReject == nil {
 		b.onReject = func() {}
 	}
+	b.releaseFn = b.release
 	return b
 }
 
@@ -68,7 +72,7 @@ func (b *Bulkhead) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.release()
 		return nil, err
 	}
-	resp.Body = hookClose(resp.Body, b.release)
+	resp.Body = hookClose(resp.Body, b.releaseFn)
 	return resp, nil
 }
 
