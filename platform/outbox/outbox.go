@@ -1,10 +1,13 @@
 // Package outbox is Ficus's transactional outbox: events are recorded in the same database
-// transaction as the state change they describe, and a relay publishes them afterwards.
+// transaction as the state change they describe (Add), and a Relay publishes them afterwards,
+// in order, at least once, marking each row sent once the bus has stored it. See Relay for the
+// guarantees and docs/events.md for the whole event pipeline.
 package outbox
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -15,26 +18,25 @@ import (
 // Table is the outbox table's name.
 const Table = "ficus_outbox"
 
-// record is one outbox row.
-type record struct {
-	Seq       int64  `gorm:"primaryKey;autoIncrement"`
-	EventID   string `gorm:"uniqueIndex"`
-	Type      string
-	Subject   string
-	Payload   []byte
-	CreatedAt time.Time
-	SentAt    *time.Time
-}
-
-func (record) TableName() string { return Table }
-
 // Add records evs in tx, the transaction that makes the state change they describe. It never
 // opens a transaction of its own: an event outside its change's transaction is a dual write.
 func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
-	if len(evs) == 0 {
-		return nil
+	for len(evs) > 0 {
+		n := min(len(evs), 1000) // Stay under SQLite's limit of bound parameters.
+		if err := insert(ctx, tx, evs[:n]); err != nil {
+			return err
+		}
+		evs = evs[n:]
 	}
-	rows := make([]record, len(evs))
+	return nil
+}
+
+func insert(ctx context.Context, tx *gorm.DB, evs []event.Event) error {
+	// One multi-row INSERT through Exec: gorm's Create would add a RETURNING query per call,
+	// and this runs inside every state-changing transaction.
+	var sql strings.Builder
+	sql.WriteString(`INSERT INTO ` + Table + ` (event_id, type, subject, payload, created_at) VALUES `)
+	args := make([]any, 0, 5*len(evs))
 	for i, e := range evs {
 		if e.ID == "" || e.Type == "" {
 			return fmt.Errorf("recording events in outbox: event without id or type (%q, %q)", e.ID, e.Type)
@@ -47,9 +49,13 @@ func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
 		if created.IsZero() {
 			created = time.Now()
 		}
-		rows[i] = record{EventID: e.ID, Type: e.Type, Subject: e.Subject, Payload: payload, CreatedAt: created.UTC()}
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString("(?, ?, ?, ?, ?)")
+		args = append(args, e.ID, e.Type, e.Subject, payload, created.UTC())
 	}
-	if err := tx.WithContext(ctx).Create(&rows).Error; err != nil {
+	if err := tx.WithContext(ctx).Exec(sql.String(), args...).Error; err != nil {
 		return fmt.Errorf("recording events in outbox: %w", err)
 	}
 	return nil

@@ -1,0 +1,325 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"gorm.io/gorm"
+
+	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/event"
+	"github.com/ficus-project/ficus/platform/inbox"
+	"github.com/ficus-project/ficus/platform/outbox"
+	"github.com/ficus-project/ficus/platform/store"
+)
+
+// server is a NATS JetStream server a test can stop and start again on the same port and
+// store, to take the bus down and bring it back.
+type testServer interface {
+	// Events is the config clients connect with.
+	Events() config.Events
+	Start(t *testing.T)
+	Stop(t *testing.T)
+}
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// embeddedServer runs ServeEmbedded in the test process.
+type embeddedServer struct {
+	cfg    config.Events
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newEmbedded(t *testing.T) testServer {
+	t.Helper()
+	s := &embeddedServer{cfg: config.Events{
+		Bus:      "embedded",
+		Embedded: config.Embedded{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Store: filepath.Join(t.TempDir(), "nats")},
+	}}
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+func (s *embeddedServer) Events() config.Events { return s.cfg }
+
+func (s *embeddedServer) Start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() { s.done <- ServeEmbedded(ctx, s.cfg, nil, nil, func(addr string) { ready <- addr }) }()
+	select {
+	case <-ready:
+	case err := <-s.done:
+		t.Fatalf("embedded bus: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded bus not ready after 30s")
+	}
+}
+
+func (s *embeddedServer) Stop(t *testing.T) {
+	t.Helper()
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		t.Errorf("embedded bus: %v", err)
+	}
+	s.cancel = nil
+}
+
+// externalServer runs a nats-server process built from the module graph.
+type externalServer struct {
+	bin, dir string
+	port     int
+	cmd      *exec.Cmd
+	out      *bytes.Buffer
+}
+
+// natsServerDir holds the nats-server binary the external tests build; TestMain removes it.
+var natsServerDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ficus-nats-server")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	natsServerDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// natsServerBin builds nats-server from the module graph, once per test run.
+var natsServerBin = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(natsServerDir, "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building nats-server: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func newExternal(t *testing.T) testServer {
+	t.Helper()
+	bin, err := natsServerBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &externalServer{bin: bin, dir: filepath.Join(t.TempDir(), "js"), port: freePort(t)}
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+func (s *externalServer) Events() config.Events {
+	return config.Events{Bus: fmt.Sprintf("nats://127.0.0.1:%d", s.port)}
+}
+
+func (s *externalServer) Start(t *testing.T) {
+	t.Helper()
+	s.out = &bytes.Buffer{}
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-js", "-sd", s.dir)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting nats-server: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not listening after 30s: %s", s.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *externalServer) Stop(t *testing.T) {
+	t.Helper()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// connect connects to srv, closing the connection when the test ends.
+func connect(t *testing.T, ctx context.Context, srv testServer) *Bus {
+	t.Helper()
+	return connectWith(t, ctx, srv, Options{Name: t.Name()})
+}
+
+// connectWith is connect with options.
+func connectWith(t *testing.T, ctx context.Context, srv testServer, opts Options) *Bus {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := Connect(cctx, srv.Events(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// openDB opens a SQLite database in the test's directory with the outbox and inbox tables.
+func openDB(t *testing.T, ctx context.Context, name string) *gorm.DB {
+	t.Helper()
+	return openDBAt(t, ctx, filepath.Join(t.TempDir(), name))
+}
+
+// openDBAt is openDB with the file's path.
+func openDBAt(t *testing.T, ctx context.Context, path string) *gorm.DB {
+	t.Helper()
+	db, err := store.Open(ctx, "sqlite:"+path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close(db) })
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := inbox.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE test_applied (event_id TEXT PRIMARY KEY, n INTEGER NOT NULL)`,
+		`CREATE TABLE test_stock (sku TEXT PRIMARY KEY, on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL, version INTEGER NOT NULL)`,
+	} {
+		if err := db.Exec(stmt).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+// apply records one application of e in test_applied; a second application shows as n = 2.
+func apply(tx *gorm.DB, e event.Event) error {
+	return tx.Exec(`INSERT INTO test_applied (event_id, n) VALUES (?, 1)
+		ON CONFLICT (event_id) DO UPDATE SET n = n + 1`, e.ID).Error
+}
+
+// applied returns how many events test_applied holds and how many were applied more than once.
+func applied(t *testing.T, db *gorm.DB) (total, twice int64) {
+	t.Helper()
+	if err := db.Raw(`SELECT COUNT(*) FROM test_applied`).Scan(&total).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Raw(`SELECT COUNT(*) FROM test_applied WHERE n > 1`).Scan(&twice).Error; err != nil {
+		t.Fatal(err)
+	}
+	return total, twice
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// streamMsgs returns how many messages the events stream holds on subjects starting with
+// prefix.
+func streamMsgs(t *testing.T, ctx context.Context, b *Bus, subject string) uint64 {
+	t.Helper()
+	s, err := b.js.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for subj, c := range info.State.Subjects {
+		if strings.HasPrefix(subj, strings.TrimSuffix(subject, ">")) {
+			n += c
+		}
+	}
+	return n
+}
+
+// metricValue returns the sum of the samples of the named counter in reg whose labels include
+// the given ones.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// newEvent returns a test event of type typ about subject.
+func newEvent(t *testing.T, typ, subject string, data any) event.Event {
+	t.Helper()
+	e, err := event.New("/test", typ, subject, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// record adds evs to db's outbox, one transaction each.
+func record(t *testing.T, ctx context.Context, db *gorm.DB, evs ...event.Event) {
+	t.Helper()
+	for _, e := range evs {
+		err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, e) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
