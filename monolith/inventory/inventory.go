@@ -4,7 +4,6 @@ package inventory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -83,7 +82,11 @@ func (s *Service) CreateItem(ctx context.Context, n NewItem) (Item, error) {
 		if err := db.InsertItem(ctx, tx, it); err != nil {
 			return err
 		}
-		return s.stockChanged(ctx, tx, it.SKU)
+		ev, err := stockChanged(it)
+		if err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Item{}, fmt.Errorf("creating item: %w", err)
@@ -113,15 +116,15 @@ func (s *Service) Restock(ctx context.Context, sku string, quantity int) (Item, 
 	}
 	var out Item
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.Adjust(ctx, tx, sku, quantity, 0, s.now()); err != nil {
-			return err
-		}
-		if err := s.stockChanged(ctx, tx, sku); err != nil {
-			return err
-		}
 		var err error
-		out, err = db.GetItem(ctx, tx, sku)
-		return err
+		if out, err = db.Adjust(ctx, tx, sku, quantity, 0, s.now()); err != nil {
+			return err
+		}
+		ev, err := stockChanged(out)
+		if err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Item{}, fmt.Errorf("restocking %s: %w", sku, err)
@@ -141,37 +144,43 @@ func (s *Service) Reserve(ctx context.Context, n NewReservation) (Reservation, e
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
 	var out Reservation
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		existing, err := db.GetReservation(ctx, tx, n.OrderID)
-		if err == nil {
+		now := s.now()
+		// Insert first: a retried step finds the order's reservation without a separate
+		// look. Whatever fails after this rolls back with the transaction.
+		created, err := db.CreateReservation(ctx, tx, n.OrderID, Held, now)
+		if err != nil {
+			return err
+		}
+		if !created {
+			existing, err := db.GetReservation(ctx, tx, n.OrderID)
+			if err != nil {
+				return err
+			}
 			if !sameLines(existing.Lines, lines) {
 				return domain.ErrReservationExists
 			}
 			out = existing
 			return nil
 		}
-		if !errors.Is(err, domain.ErrReservationNotFound) {
-			return err
-		}
-		now := s.now()
-		r := Reservation{OrderID: n.OrderID, State: Held, UpdatedAt: now}
+		r := Reservation{OrderID: n.OrderID, State: Held, UpdatedAt: now, Lines: make([]PricedLine, 0, len(lines))}
+		evs := make([]event.Event, 0, len(lines))
 		for _, l := range lines {
-			it, err := db.GetItem(ctx, tx, l.SKU)
+			it, err := db.Adjust(ctx, tx, l.SKU, 0, l.Quantity, now)
 			if err != nil {
-				return fmt.Errorf("%w: %s", err, l.SKU)
-			}
-			if err := db.Adjust(ctx, tx, l.SKU, 0, l.Quantity, now); err != nil {
 				return err
 			}
 			r.Lines = append(r.Lines, PricedLine{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: it.PriceCents})
-			if err := s.stockChanged(ctx, tx, l.SKU); err != nil {
+			ev, err := stockChanged(it)
+			if err != nil {
 				return err
 			}
+			evs = append(evs, ev)
 		}
-		if err := db.InsertReservation(ctx, tx, r); err != nil {
+		if err := db.InsertReservationLines(ctx, tx, n.OrderID, r.Lines); err != nil {
 			return err
 		}
 		out = r
-		return nil
+		return outbox.Add(ctx, tx, evs...)
 	})
 	if err != nil {
 		return Reservation{}, fmt.Errorf("reserving stock for order %s: %w", n.OrderID, err)
@@ -222,20 +231,24 @@ func (s *Service) transition(ctx context.Context, orderID, verb string, step fun
 			return err
 		}
 		now := s.now()
+		evs := make([]event.Event, 0, len(r.Lines))
 		for _, l := range r.Lines {
-			if err := db.Adjust(ctx, tx, l.SKU, onHand*l.Quantity, reserved*l.Quantity, now); err != nil {
+			it, err := db.Adjust(ctx, tx, l.SKU, onHand*l.Quantity, reserved*l.Quantity, now)
+			if err != nil {
 				return err
 			}
-			if err := s.stockChanged(ctx, tx, l.SKU); err != nil {
+			ev, err := stockChanged(it)
+			if err != nil {
 				return err
 			}
+			evs = append(evs, ev)
 		}
 		if err := db.SetReservationState(ctx, tx, orderID, r.State, to, now); err != nil {
 			return err
 		}
 		r.State, r.UpdatedAt = to, now
 		out = r
-		return nil
+		return outbox.Add(ctx, tx, evs...)
 	})
 	if err != nil {
 		return Reservation{}, fmt.Errorf("%s reservation of order %s: %w", verb, orderID, err)
@@ -248,18 +261,11 @@ func (s *Service) Reservation(ctx context.Context, orderID string) (Reservation,
 	return db.GetReservation(ctx, store.Conn(ctx, s.db), orderID)
 }
 
-// stockChanged records the SKU's absolute stock after a change, in the change's transaction.
-func (s *Service) stockChanged(ctx context.Context, tx *gorm.DB, sku string) error {
-	it, err := db.GetItem(ctx, tx, sku)
-	if err != nil {
-		return err
-	}
-	ev, err := event.New(Source, contract.TypeStockChanged, sku, contract.StockChanged{
-		SKU: sku, OnHand: it.OnHand, Reserved: it.Reserved, Version: it.Version, Name: it.Name, PriceCents: it.PriceCents})
-	if err != nil {
-		return err
-	}
-	return outbox.Add(ctx, tx, ev)
+// stockChanged is the event of a stock change: it carries the item's absolute stock after
+// the change, as Adjust returns it.
+func stockChanged(it Item) (event.Event, error) {
+	return event.New(Source, contract.TypeStockChanged, it.SKU, contract.StockChanged{
+		SKU: it.SKU, OnHand: it.OnHand, Reserved: it.Reserved, Version: it.Version, Name: it.Name, PriceCents: it.PriceCents})
 }
 
 func sameLines(have []PricedLine, want []Line) bool {

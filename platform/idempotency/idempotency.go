@@ -1,12 +1,15 @@
 // Package idempotency makes unsafe POSTs safe to repeat with an Idempotency-Key header.
 //
 // The first request with a key claims it (state in_flight) in a platform table of the
-// service's own database. The handler then runs inside one transaction with the recording of
-// its response, so the effect and the stored response commit together: a crash between the
-// two cannot make a repeat run the effect again. A repeat with the same key and body gets the
-// stored response and does nothing; the same key with another body is 422; a repeat while the
-// first is still running is 409. A 5xx, or a panic, rolls the effect back and releases the
-// key so the client may retry. A claim whose holder died is taken over after Options.Lease.
+// service's own database, in the same transaction as its handler and the recording of its
+// response: the claim, the effect and the stored response commit together, so a crash
+// cannot leave an effect without its response (a repeat would run the effect again) or a
+// claim without a holder. A repeat with the same key and body gets the stored response and
+// does nothing; the same key with another body is 422; a repeat while the first is still
+// running in this process is 409 (in another process it waits for the first to commit, then
+// gets its response). A 5xx, or a panic, rolls the claim and the effect back, so the client
+// may retry. A claim left in_flight (by an older version, which committed the claim on its
+// own) is taken over after Options.Lease.
 //
 // Because the handler runs inside the transaction, its writes must go through the store's
 // context-carried transaction (store.InTx and store.Conn do this), and it should not make
@@ -23,11 +26,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/ficus-project/ficus/platform/problem"
 	"github.com/ficus-project/ficus/platform/store"
@@ -64,7 +67,9 @@ type keyRow struct {
 	LockedUntil time.Time
 }
 
-func (keyRow) TableName() string { return "ficus_idempotency" }
+const keyTable = "ficus_idempotency"
+
+func (keyRow) TableName() string { return keyTable }
 
 const (
 	stateInFlight = "in_flight"
@@ -88,6 +93,7 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	running := &inFlight{keys: map[string]struct{}{}}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			key := c.Request().Header.Get(Header)
@@ -103,57 +109,104 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 			}
 			req := c.Request()
 			scope := req.Method + " " + c.Path()
-			sum := sha256.Sum256(append([]byte(req.Method+" "+req.URL.Path+"\n"), body...))
-			hash := hex.EncodeToString(sum[:])
-			ctx := req.Context()
+			h := sha256.New()
+			h.Write([]byte(req.Method))
+			h.Write([]byte(" "))
+			h.Write([]byte(req.URL.Path))
+			h.Write([]byte("\n"))
+			h.Write(body)
+			var sum [sha256.Size]byte
+			hash := hex.EncodeToString(h.Sum(sum[:0]))
 
-			replay, err := claim(ctx, db, opts, scope, key, hash)
+			// Look first, without the write lock: a repeat of a finished request gets its
+			// response at once, and a repeat of one still running its 409, rather than
+			// queueing behind the running request's transaction.
+			row, found, err := lookup(req.Context(), db, scope, key)
 			if err != nil {
 				return err
 			}
-			if replay != nil {
-				h := c.Response().Header()
-				h.Set(ReplayedHeader, "true")
-				if replay.ContentType != "" {
-					h.Set(echo.HeaderContentType, replay.ContentType)
+			if found {
+				replay, takeover, err := decide(row, hash, opts.Now().UTC())
+				if err != nil {
+					return err
 				}
-				c.Response().WriteHeader(replay.Status)
-				_, err := c.Response().Write(replay.Body)
-				return err
+				if !takeover {
+					return writeReplay(c, replay)
+				}
 			}
-
-			return run(c, next, db, scope, key)
+			// A claim is not visible to other connections until it commits with the
+			// response, so requests running in this process are also tracked here.
+			id := scope + "\x00" + key
+			if !running.add(id) {
+				return errInFlight()
+			}
+			defer running.remove(id)
+			return run(c, next, db, opts, scope, key, hash)
 		}
 	}
+}
+
+// inFlight is the set of keys whose requests are running in this process.
+type inFlight struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+func (f *inFlight) add(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.keys[id]; ok {
+		return false
+	}
+	f.keys[id] = struct{}{}
+	return true
+}
+
+func (f *inFlight) remove(id string) {
+	f.mu.Lock()
+	delete(f.keys, id)
+	f.mu.Unlock()
+}
+
+func writeReplay(c echo.Context, replay *keyRow) error {
+	h := c.Response().Header()
+	h.Set(ReplayedHeader, "true")
+	if replay.ContentType != "" {
+		h.Set(echo.HeaderContentType, replay.ContentType)
+	}
+	c.Response().WriteHeader(replay.Status)
+	_, err := c.Response().Write(replay.Body)
+	return err
 }
 
 // errRollback abandons the key's transaction after a 5xx.
 var errRollback = errors.New("server error: rolling back")
 
-// run executes the handler inside the transaction that records its response, so the effect
-// and the stored response commit together or not at all. The response is held until then: a
-// client never sees a success that did not commit. A 5xx rolls the effect back and releases
-// the key.
-func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, scope, key string) error {
+// run claims the key and executes the handler inside the transaction that records its
+// response, so the claim, the effect and the stored response commit together or not at all.
+// The response is held until then: a client never sees a success that did not commit. A 5xx
+// rolls everything back, which leaves the key free.
+func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope, key, hash string) error {
 	req := c.Request()
-	// A fresh context from here on: a client that hangs up must not leave a claim behind.
+	// A fresh context from here on: a client that hangs up must not cut the transaction short.
 	ctx := context.WithoutCancel(req.Context())
 	orig := c.Response().Writer
 	buf := &bufferedWriter{header: http.Header{}}
-	c.Response().Writer = buf
-	release := func() {
-		_ = store.InTx(ctx, db, func(_ context.Context, tx *gorm.DB) error {
-			return tx.Where("scope = ? AND key = ?", scope, key).Delete(&keyRow{}).Error
-		})
-	}
 	defer func() {
 		if r := recover(); r != nil {
+			// The transaction has rolled back, claim and all.
 			c.Response().Writer = orig
-			release()
 			panic(r)
 		}
 	}()
+	var replay *keyRow
+	var refused error
 	err := store.InTx(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
+		replay, refused = claim(txCtx, tx, opts, scope, key, hash)
+		if refused != nil || replay != nil {
+			return refused
+		}
+		c.Response().Writer = buf
 		c.SetRequest(req.WithContext(txCtx))
 		defer c.SetRequest(req)
 		if err := tx.SavePoint("ficus_handler").Error; err != nil {
@@ -171,16 +224,20 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, scope, key string) 
 		if status >= 500 || !c.Response().Committed {
 			return errRollback
 		}
-		return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
-			Updates(map[string]any{"state": stateDone, "status": status,
-				"content_type": buf.header.Get(echo.HeaderContentType), "body": buf.body.Bytes()}).Error
+		return tx.Exec(`UPDATE `+keyTable+` SET state = ?, status = ?, content_type = ?, body = ? WHERE scope = ? AND key = ?`,
+			stateDone, status, buf.header.Get(echo.HeaderContentType), buf.body.Bytes(), scope, key).Error
 	})
 	c.Response().Writer = orig
+	if refused != nil {
+		return refused
+	}
 	if err != nil {
-		release()
 		if !errors.Is(err, errRollback) {
 			return fmt.Errorf("recording idempotent response: %w", err)
 		}
+	}
+	if replay != nil {
+		return writeReplay(c, replay)
 	}
 	for k, v := range buf.header {
 		orig.Header()[k] = v
@@ -194,50 +251,39 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, scope, key string) 
 	return werr
 }
 
-// claim takes the key for this request, or returns the stored response to replay, or the
-// problem that refuses the request.
-func claim(ctx context.Context, db *gorm.DB, opts Options, scope, key, hash string) (*keyRow, error) {
+// claim takes the key for this request in tx, or returns the stored response to replay, or
+// the problem that refuses the request.
+func claim(ctx context.Context, tx *gorm.DB, opts Options, scope, key, hash string) (*keyRow, error) {
 	now := opts.Now().UTC()
-	// Look first, without the write lock: a repeat of a request that is still running must
-	// get its 409 at once, not queue behind the running request's transaction.
-	row, found, err := lookup(ctx, db, scope, key)
+	res := tx.Exec(`INSERT INTO `+keyTable+` (scope, key, request_hash, state, created_at, locked_until)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, scope, key, hash, stateInFlight, now, now.Add(opts.Lease))
+	if res.Error != nil {
+		return nil, fmt.Errorf("claiming idempotency key: %w", res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil, nil
+	}
+	// The key was claimed since the look: decide again on what is there.
+	row, _, err := lookup(ctx, tx, scope, key)
 	if err != nil {
 		return nil, err
 	}
-	if found {
-		replay, takeover, err := decide(row, hash, now)
-		if err != nil || !takeover {
-			return replay, err
-		}
+	replay, takeover, err := decide(row, hash, now)
+	if err != nil || !takeover {
+		return replay, err
 	}
-	var replay *keyRow
-	err = store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&keyRow{Scope: scope, Key: key,
-			RequestHash: hash, State: stateInFlight, CreatedAt: now, LockedUntil: now.Add(opts.Lease)})
-		if res.Error != nil || res.RowsAffected == 1 {
-			return res.Error
-		}
-		// Another request claimed the key since the look: decide again on what it wrote.
-		row, _, err := lookup(ctx, tx, scope, key)
-		if err != nil {
-			return err
-		}
-		r, takeover, err := decide(row, hash, now)
-		if err != nil || !takeover {
-			replay = r
-			return err
-		}
-		return tx.Model(&keyRow{}).Where("scope = ? AND key = ?", scope, key).
-			Update("locked_until", now.Add(opts.Lease)).Error
-	})
-	if err != nil {
-		var p *problem.Problem
-		if errors.As(err, &p) {
-			return nil, p
-		}
+	if err := tx.Exec(`UPDATE `+keyTable+` SET locked_until = ? WHERE scope = ? AND key = ?`,
+		now.Add(opts.Lease), scope, key).Error; err != nil {
 		return nil, fmt.Errorf("claiming idempotency key: %w", err)
 	}
-	return replay, nil
+	return nil, nil
+}
+
+func errInFlight() error {
+	p := problem.New(http.StatusConflict, "idempotency_in_flight",
+		"a request with this Idempotency-Key is still in progress")
+	p.RetryAfter = 1
+	return p
 }
 
 func lookup(ctx context.Context, db *gorm.DB, scope, key string) (keyRow, bool, error) {
@@ -262,10 +308,7 @@ func decide(row keyRow, hash string, now time.Time) (replay *keyRow, takeover bo
 	case row.State == stateDone:
 		return &row, false, nil
 	case now.Before(row.LockedUntil):
-		p := problem.New(http.StatusConflict, "idempotency_in_flight",
-			"a request with this Idempotency-Key is still in progress")
-		p.RetryAfter = 1
-		return nil, false, p
+		return nil, false, errInFlight()
 	}
 	return nil, true, nil
 }

@@ -48,35 +48,62 @@ func (g guard) check(db *gorm.DB) {
 		return
 	}
 	module, _ := v.(string)
-	names := []string{db.Statement.Table}
+	// It runs before every statement, so it does not allocate unless it refuses one.
+	if owner := g.owner(db.Statement.Table); owner != "" && owner != module {
+		g.refuse(db, module, db.Statement.Table, owner)
+		return
+	}
 	if sql := db.Statement.SQL.String(); sql != "" {
-		names = append(names, identifiers(sql)...)
+		if name, owner := g.foreign(sql, module); owner != "" {
+			g.refuse(db, module, name, owner)
+			return
+		}
 	}
 	for _, j := range db.Statement.Joins {
-		names = append(names, identifiers(j.Name)...)
-	}
-	for _, n := range names {
-		if owner := g.owner(n); owner != "" && owner != module {
-			_ = db.AddError(fmt.Errorf("%w: module %s touched table %s of module %s", ErrBoundary, module, n, owner))
+		if name, owner := g.foreign(j.Name, module); owner != "" {
+			g.refuse(db, module, name, owner)
 			return
 		}
 	}
 }
 
+func (g guard) refuse(db *gorm.DB, module, table, owner string) {
+	_ = db.AddError(fmt.Errorf("%w: module %s touched table %s of module %s", ErrBoundary, module,
+		strings.ToLower(strings.Trim(table, "`\"[]")), owner))
+}
+
 // owner returns the guarded module a table name belongs to, or "".
 func (g guard) owner(table string) string {
-	table = strings.ToLower(strings.Trim(table, "`\"[]"))
+	table = strings.Trim(table, "`\"[]")
 	for _, m := range g.modules {
-		if strings.HasPrefix(table, m+"_") {
+		if len(table) > len(m) && table[len(m)] == '_' && strings.EqualFold(table[:len(m)], m) {
 			return m
 		}
 	}
 	return ""
 }
 
-// identifiers splits SQL text into the words that could name a table.
-func identifiers(sql string) []string {
-	return strings.FieldsFunc(strings.ToLower(sql), func(r rune) bool {
-		return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
-	})
+// foreign returns the first word of SQL text that names a table of a guarded module other
+// than module, and that module; "" when there is none. Words are the runs of letters,
+// digits and underscores, compared without regard to case.
+func (g guard) foreign(sql, module string) (name, owner string) {
+	for i := 0; i < len(sql); {
+		if !wordByte(sql[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(sql) && wordByte(sql[j]) {
+			j++
+		}
+		if o := g.owner(sql[i:j]); o != "" && o != module {
+			return sql[i:j], o
+		}
+		i = j
+	}
+	return "", ""
+}
+
+func wordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

@@ -12,6 +12,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -66,7 +69,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*gorm.DB, error) {
 		}
 		q := fmt.Sprintf("file:%s?_journal_mode=WAL&_busy_timeout=%d&_foreign_keys=on&_txlock=immediate&_synchronous=NORMAL",
 			path, opts.BusyTimeout.Milliseconds())
-		dialector = sqlite.Open(q)
+		dialector = sqlite.New(sqlite.Config{Conn: sql.OpenDB(sqliteConnector{dsn: q})})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return nil, errors.New("opening database: PostgreSQL is not supported by this build yet; use sqlite:PATH")
 	default:
@@ -76,7 +79,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*gorm.DB, error) {
 		Logger:                 logger.Default.LogMode(logger.Silent),
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	})
 	if err != nil {
@@ -93,10 +95,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*gorm.DB, error) {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	if strings.HasPrefix(dsn, "sqlite:") {
+		// Statements stay prepared per connection, in transactions too (see stmtPool).
+		pool := newStmtPool(sqlDB)
+		db.ConnPool, db.Statement.ConnPool = pool, pool
 		// SQLite has one writer at a time. Writers queue here, in Go, in arrival order,
 		// rather than in SQLite's busy handler, which sleeps and retries and lets an unlucky
 		// writer starve for seconds under load.
-		if err := db.Use(&writeLock{sem: make(chan struct{}, 1)}); err != nil {
+		if err := db.Use(newWriteLock()); err != nil {
 			_ = sqlDB.Close()
 			return nil, fmt.Errorf("opening database: %w", err)
 		}
@@ -108,11 +113,38 @@ func Open(ctx context.Context, dsn string, opts Options) (*gorm.DB, error) {
 	return db, nil
 }
 
+// sqliteConnector opens SQLite connections with the pragmas the DSN cannot set.
+type sqliteConnector struct{ dsn string }
+
+// connPragmas run on every new connection. temp_store=MEMORY keeps statement journals (the
+// undo log of one statement inside a transaction, which nearly every write here needs) in
+// small allocations: otherwise each is one 64 KiB buffer, malloc'd and freed per statement,
+// and glibc hands the memory back to the kernel and faults it in again every time.
+var connPragmas = []string{"PRAGMA temp_store = MEMORY"}
+
+func (c sqliteConnector) Connect(context.Context) (driver.Conn, error) {
+	return c.Driver().Open(c.dsn)
+}
+
+func (sqliteConnector) Driver() driver.Driver {
+	return &sqlite3.SQLiteDriver{ConnectHook: func(conn *sqlite3.SQLiteConn) error {
+		for _, p := range connPragmas {
+			if _, err := conn.Exec(p, nil); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		return nil
+	}}
+}
+
 // Close closes db's connection pool.
 func Close(db *gorm.DB) error {
 	sqlDB, err := db.DB()
 	if err != nil {
 		return err
+	}
+	if p, ok := db.ConnPool.(*stmtPool); ok {
+		p.close()
 	}
 	return sqlDB.Close()
 }
@@ -129,10 +161,12 @@ func Handle(db *gorm.DB, module string) *gorm.DB {
 // h's module, or h itself.
 func Conn(ctx context.Context, h *gorm.DB) *gorm.DB {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		// Session copies the statement, settings and all, so the module is set on the copy.
+		c := tx.Session(&gorm.Session{Context: ctx})
 		if m, ok := h.Get(moduleSetting); ok {
-			return tx.Set(moduleSetting, m).Session(&gorm.Session{Context: ctx})
+			c.Statement.Settings.Store(moduleSetting, m)
 		}
-		return tx.Session(&gorm.Session{Context: ctx})
+		return c
 	}
 	return h.WithContext(ctx)
 }
@@ -140,32 +174,21 @@ func Conn(ctx context.Context, h *gorm.DB) *gorm.DB {
 // InTx runs fn in a write transaction on h. If ctx already carries a transaction, fn joins
 // it, so several modules' work commits or rolls back as one; the ctx fn receives carries the
 // transaction for the modules it calls. On SQLite, write transactions of one process take
-// turns in arrival order; every write should go through InTx.
+// turns in arrival order, and turns that queue up share a commit (see writeLock); every
+// write should go through InTx. InTx returns once fn's work has committed, or failed.
 func InTx(ctx context.Context, h *gorm.DB, fn func(ctx context.Context, tx *gorm.DB) error) error {
 	if _, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
 		return fn(ctx, Conn(ctx, h))
 	}
 	if wl, ok := h.Config.Plugins[writeLockName].(*writeLock); ok {
-		select {
-		case wl.sem <- struct{}{}:
-			defer func() { <-wl.sem }()
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the write lock: %w", ctx.Err())
-		}
+		return wl.run(ctx, h, fn)
 	}
 	return h.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return fn(context.WithValue(ctx, txKey{}, tx), tx)
+		ctx := context.WithValue(ctx, txKey{}, tx)
+		// fn gets the transaction bound to the context it gets, as Conn would give it.
+		return fn(ctx, tx.WithContext(ctx))
 	})
 }
-
-const writeLockName = "ficus:write_lock"
-
-// writeLock serialises a SQLite database's write transactions in the process. It is a gorm
-// plugin so it travels with the *gorm.DB, with no package state.
-type writeLock struct{ sem chan struct{} }
-
-func (*writeLock) Name() string                 { return writeLockName }
-func (*writeLock) Initialize(db *gorm.DB) error { return nil }
 
 // InTransaction reports whether ctx carries a transaction.
 func InTransaction(ctx context.Context) bool {

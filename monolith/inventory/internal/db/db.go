@@ -1,12 +1,17 @@
 // Package db is the inventory module's storage.
+//
+// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
+// binding it again would copy gorm's statement for nothing.
 package db
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -44,27 +49,10 @@ func (i item) toDomain() domain.Item {
 		Available: i.OnHand - i.Reserved, Version: i.Version, UpdatedAt: i.UpdatedAt}
 }
 
-type reservation struct {
-	OrderID   string `gorm:"primaryKey"`
-	State     string
-	UpdatedAt time.Time
-}
-
-func (reservation) TableName() string { return "inventory_reservations" }
-
-type reservationLine struct {
-	OrderID        string `gorm:"primaryKey"`
-	SKU            string `gorm:"primaryKey"`
-	Quantity       int
-	UnitPriceCents int64
-}
-
-func (reservationLine) TableName() string { return "inventory_reservation_lines" }
-
 // InsertItem stores a new item.
 func InsertItem(ctx context.Context, tx *gorm.DB, it domain.Item) error {
 	row := item{SKU: it.SKU, Name: it.Name, PriceCents: it.PriceCents, OnHand: it.OnHand, Reserved: it.Reserved, Version: it.Version, UpdatedAt: it.UpdatedAt}
-	if err := tx.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := tx.Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return domain.ErrSKUTaken
 		}
@@ -76,7 +64,7 @@ func InsertItem(ctx context.Context, tx *gorm.DB, it domain.Item) error {
 // GetItem loads an item.
 func GetItem(ctx context.Context, tx *gorm.DB, sku string) (domain.Item, error) {
 	var row item
-	err := tx.WithContext(ctx).Where("sku = ?", sku).Take(&row).Error
+	err := tx.Where("sku = ?", sku).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return domain.Item{}, domain.ErrItemNotFound
 	}
@@ -89,7 +77,7 @@ func GetItem(ctx context.Context, tx *gorm.DB, sku string) (domain.Item, error) 
 // ListItems returns every item by SKU.
 func ListItems(ctx context.Context, tx *gorm.DB) ([]domain.Item, error) {
 	var rows []item
-	if err := tx.WithContext(ctx).Order("sku").Find(&rows).Error; err != nil {
+	if err := tx.Order("sku").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing items: %w", err)
 	}
 	out := make([]domain.Item, len(rows))
@@ -99,44 +87,56 @@ func ListItems(ctx context.Context, tx *gorm.DB) ([]domain.Item, error) {
 	return out, nil
 }
 
-// Adjust changes an item's on-hand and reserved counts by the deltas, bumping its version. It
-// changes nothing and returns ErrInsufficientStock when the result would be negative or more
-// would be reserved than is on hand.
-func Adjust(ctx context.Context, tx *gorm.DB, sku string, dOnHand, dReserved int, now time.Time) error {
-	res := tx.WithContext(ctx).Model(&item{}).
-		Where("sku = ? AND on_hand + ? >= 0 AND reserved + ? >= 0 AND on_hand + ? >= reserved + ?", sku, dOnHand, dReserved, dOnHand, dReserved).
-		Updates(map[string]any{
-			"on_hand":    gorm.Expr("on_hand + ?", dOnHand),
-			"reserved":   gorm.Expr("reserved + ?", dReserved),
-			"version":    gorm.Expr("version + 1"),
-			"updated_at": now,
-		})
-	if res.Error != nil {
-		return fmt.Errorf("adjusting stock of %s: %w", sku, res.Error)
-	}
-	if res.RowsAffected == 0 {
+// Adjust changes an item's on-hand and reserved counts by the deltas, bumping its version, and
+// returns the item as the change left it. It changes nothing and returns ErrInsufficientStock
+// when the result would be negative or more would be reserved than is on hand.
+func Adjust(ctx context.Context, tx *gorm.DB, sku string, dOnHand, dReserved int, now time.Time) (domain.Item, error) {
+	// One statement: RETURNING gives the new figures (and the price and name the caller
+	// needs), so no read before or after the change.
+	it := domain.Item{SKU: sku, UpdatedAt: now}
+	err := tx.Raw(`UPDATE inventory_items
+		SET on_hand = on_hand + ?, reserved = reserved + ?, version = version + 1, updated_at = ?
+		WHERE sku = ? AND on_hand + ? >= 0 AND reserved + ? >= 0 AND on_hand + ? >= reserved + ?
+		RETURNING name, price_cents, on_hand, reserved, version`,
+		dOnHand, dReserved, now, sku, dOnHand, dReserved, dOnHand, dReserved).
+		Row().Scan(&it.Name, &it.PriceCents, &it.OnHand, &it.Reserved, &it.Version)
+	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := GetItem(ctx, tx, sku); err != nil {
-			return err
+			return domain.Item{}, err
 		}
-		return fmt.Errorf("%w: %s", domain.ErrInsufficientStock, sku)
+		return domain.Item{}, fmt.Errorf("%w: %s", domain.ErrInsufficientStock, sku)
 	}
-	return nil
+	if err != nil {
+		return domain.Item{}, fmt.Errorf("adjusting stock of %s: %w", sku, err)
+	}
+	it.Available = it.OnHand - it.Reserved
+	return it, nil
 }
 
-// InsertReservation stores a reservation and its lines.
-func InsertReservation(ctx context.Context, tx *gorm.DB, r domain.Reservation) error {
-	tx = tx.WithContext(ctx)
-	if err := tx.Create(&reservation{OrderID: r.OrderID, State: r.State, UpdatedAt: r.UpdatedAt}).Error; err != nil {
-		if errors.Is(err, gorm.ErrDuplicatedKey) {
-			return domain.ErrReservationExists
+// CreateReservation stores a new, empty reservation; created is false when the order already
+// has one (and nothing was written).
+func CreateReservation(ctx context.Context, tx *gorm.DB, orderID, state string, now time.Time) (created bool, err error) {
+	res := tx.Exec(`INSERT INTO inventory_reservations (order_id, state, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (order_id) DO NOTHING`, orderID, state, now)
+	if res.Error != nil {
+		return false, fmt.Errorf("inserting reservation: %w", res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// InsertReservationLines stores a reservation's lines.
+func InsertReservationLines(ctx context.Context, tx *gorm.DB, orderID string, lines []domain.PricedLine) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO inventory_reservation_lines (order_id, sku, quantity, unit_price_cents) VALUES `)
+	args := make([]any, 0, 4*len(lines))
+	for i, l := range lines {
+		if i > 0 {
+			q.WriteString(", ")
 		}
-		return fmt.Errorf("inserting reservation: %w", err)
+		q.WriteString("(?, ?, ?, ?)")
+		args = append(args, orderID, l.SKU, l.Quantity, l.UnitPriceCents)
 	}
-	lines := make([]reservationLine, len(r.Lines))
-	for i, l := range r.Lines {
-		lines[i] = reservationLine{OrderID: r.OrderID, SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
-	}
-	if err := tx.Create(&lines).Error; err != nil {
+	if err := tx.Exec(q.String(), args...).Error; err != nil {
 		return fmt.Errorf("inserting reservation lines: %w", err)
 	}
 	return nil
@@ -144,30 +144,42 @@ func InsertReservation(ctx context.Context, tx *gorm.DB, r domain.Reservation) e
 
 // GetReservation loads a reservation and its lines.
 func GetReservation(ctx context.Context, tx *gorm.DB, orderID string) (domain.Reservation, error) {
-	tx = tx.WithContext(ctx)
-	var r reservation
-	err := tx.Where("order_id = ?", orderID).Take(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return domain.Reservation{}, domain.ErrReservationNotFound
-	}
+	// One query for the reservation and its lines.
+	rows, err := tx.Raw(`SELECT r.state, r.updated_at, l.sku, l.quantity, l.unit_price_cents
+		FROM inventory_reservations r LEFT JOIN inventory_reservation_lines l ON l.order_id = r.order_id
+		WHERE r.order_id = ? ORDER BY l.sku`, orderID).Rows()
 	if err != nil {
 		return domain.Reservation{}, fmt.Errorf("loading reservation: %w", err)
 	}
-	var lines []reservationLine
-	if err := tx.Where("order_id = ?", orderID).Order("sku").Find(&lines).Error; err != nil {
-		return domain.Reservation{}, fmt.Errorf("loading reservation lines: %w", err)
+	defer rows.Close()
+	out := domain.Reservation{OrderID: orderID, Lines: []domain.PricedLine{}}
+	found := false
+	for rows.Next() {
+		var (
+			sku        sql.NullString
+			qty, price sql.NullInt64
+		)
+		if err := rows.Scan(&out.State, &out.UpdatedAt, &sku, &qty, &price); err != nil {
+			return domain.Reservation{}, fmt.Errorf("loading reservation: %w", err)
+		}
+		found = true
+		if sku.Valid {
+			out.Lines = append(out.Lines, domain.PricedLine{SKU: sku.String, Quantity: int(qty.Int64), UnitPriceCents: price.Int64})
+		}
 	}
-	out := domain.Reservation{OrderID: r.OrderID, State: r.State, UpdatedAt: r.UpdatedAt, Lines: make([]domain.PricedLine, len(lines))}
-	for i, l := range lines {
-		out.Lines[i] = domain.PricedLine{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	if err := rows.Err(); err != nil {
+		return domain.Reservation{}, fmt.Errorf("loading reservation: %w", err)
+	}
+	if !found {
+		return domain.Reservation{}, domain.ErrReservationNotFound
 	}
 	return out, nil
 }
 
 // SetReservationState moves a reservation from one state to another.
 func SetReservationState(ctx context.Context, tx *gorm.DB, orderID, from, to string, now time.Time) error {
-	res := tx.WithContext(ctx).Model(&reservation{}).Where("order_id = ? AND state = ?", orderID, from).
-		Updates(map[string]any{"state": to, "updated_at": now})
+	res := tx.Exec(`UPDATE inventory_reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = ?`,
+		to, now, orderID, from)
 	if res.Error != nil {
 		return fmt.Errorf("updating reservation: %w", res.Error)
 	}
@@ -180,6 +192,6 @@ func SetReservationState(ctx context.Context, tx *gorm.DB, orderID, from, to str
 // CountItems returns how many items there are.
 func CountItems(ctx context.Context, tx *gorm.DB) (int64, error) {
 	var n int64
-	err := tx.WithContext(ctx).Model(&item{}).Count(&n).Error
+	err := tx.Model(&item{}).Count(&n).Error
 	return n, err
 }

@@ -1,4 +1,7 @@
 // Package db is the orders module's storage.
+//
+// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
+// binding it again would copy gorm's statement for nothing.
 package db
 
 import (
@@ -7,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -50,16 +54,25 @@ func (line) TableName() string { return "orders_lines" }
 
 // Insert stores an order and its lines.
 func Insert(ctx context.Context, tx *gorm.DB, o domain.Order) error {
-	tx = tx.WithContext(ctx)
-	row := order{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, TotalCents: o.TotalCents, PaymentID: o.PaymentID, CreatedAt: o.CreatedAt}
-	if err := tx.Create(&row).Error; err != nil {
+	err := tx.Exec(`INSERT INTO orders_orders (id, customer_id, status, total_cents, payment_id, created_at, cancelled_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.Status, o.TotalCents, o.PaymentID, o.CreatedAt, o.CancelledAt).Error
+	if err != nil {
 		return fmt.Errorf("inserting order: %w", err)
 	}
-	lines := make([]line, len(o.Lines))
-	for i, l := range o.Lines {
-		lines[i] = line{OrderID: o.ID, SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	if len(o.Lines) == 0 {
+		return nil
 	}
-	if err := tx.Create(&lines).Error; err != nil {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO orders_lines (order_id, sku, quantity, unit_price_cents) VALUES `)
+	args := make([]any, 0, 4*len(o.Lines))
+	for i, l := range o.Lines {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?)")
+		args = append(args, o.ID, l.SKU, l.Quantity, l.UnitPriceCents)
+	}
+	if err := tx.Exec(q.String(), args...).Error; err != nil {
 		return fmt.Errorf("inserting order lines: %w", err)
 	}
 	return nil
@@ -68,7 +81,7 @@ func Insert(ctx context.Context, tx *gorm.DB, o domain.Order) error {
 // Get loads an order with its lines.
 func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
 	var row order
-	err := tx.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	err := tx.Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return domain.Order{}, domain.ErrNotFound
 	}
@@ -85,7 +98,7 @@ func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
 // ListByCustomer returns a customer's orders, newest first.
 func ListByCustomer(ctx context.Context, tx *gorm.DB, customerID string) ([]domain.Order, error) {
 	var rows []order
-	if err := tx.WithContext(ctx).Where("customer_id = ?", customerID).Order("created_at DESC, id DESC").Find(&rows).Error; err != nil {
+	if err := tx.Where("customer_id = ?", customerID).Order("created_at DESC, id DESC").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing orders: %w", err)
 	}
 	return withLines(ctx, tx, rows)
@@ -101,7 +114,7 @@ func withLines(ctx context.Context, tx *gorm.DB, rows []order) ([]domain.Order, 
 		ids[i] = r.ID
 	}
 	var lines []line
-	if err := tx.WithContext(ctx).Where("order_id IN ?", ids).Order("sku").Find(&lines).Error; err != nil {
+	if err := tx.Where("order_id IN ?", ids).Order("sku").Find(&lines).Error; err != nil {
 		return nil, fmt.Errorf("loading order lines: %w", err)
 	}
 	byOrder := map[string][]domain.Line{}
@@ -120,7 +133,7 @@ func withLines(ctx context.Context, tx *gorm.DB, rows []order) ([]domain.Order, 
 
 // MarkCancelled moves a placed order to cancelled; it reports whether it did.
 func MarkCancelled(ctx context.Context, tx *gorm.DB, id string, now time.Time) (bool, error) {
-	res := tx.WithContext(ctx).Model(&order{}).Where("id = ? AND status = ?", id, domain.Placed).
+	res := tx.Model(&order{}).Where("id = ? AND status = ?", id, domain.Placed).
 		Updates(map[string]any{"status": domain.Cancelled, "cancelled_at": now})
 	if res.Error != nil {
 		return false, fmt.Errorf("cancelling order: %w", res.Error)
