@@ -31,6 +31,7 @@ lint:
 ## bench: throughput and latency figures, each against a baseline in the same run.
 bench: build
 	./$(BIN) bench orders -n 5000 -c 16
+	./$(BIN) bench events
 	./$(BIN) bench facade
 
 ## fuzz: a short run of every fuzz target.

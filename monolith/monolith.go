@@ -91,6 +91,9 @@ func assemble(ctx context.Context, db *gorm.DB, logger *slog.Logger) (*Monolith,
 // Handler serves the shop's HTTP contract.
 func (m *Monolith) Handler() http.Handler { return m.echo }
 
+// ServeMetrics adds h (a Prometheus handler) at /metrics.
+func (m *Monolith) ServeMetrics(h http.Handler) { m.echo.GET("/metrics", echo.WrapHandler(h)) }
+
 // Close closes the database.
 func (m *Monolith) Close() error { return store.Close(m.DB) }
 

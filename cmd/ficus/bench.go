@@ -27,13 +27,16 @@ import (
 // cmdBench measures the system: `ficus bench orders` places orders with concurrent clients
 // against a monolith it starts on a fresh database (or the one at -url) and prints orders/s
 // and latency percentiles; `ficus bench facade` measures the facade's overhead against direct
-// calls, a stock reverse proxy and nginx.
+// calls, a stock reverse proxy and nginx; `ficus bench events` measures events end to end.
 func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "facade" {
 		return cmdBenchFacade(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "events" {
+		return cmdBenchEvents(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "orders" {
-		return usageError{"bench needs a target: orders | facade"}
+		return usageError{"bench needs a target: orders | facade | events"}
 	}
 	fs := flag.NewFlagSet("bench orders", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -38,7 +38,7 @@ func commands() map[string]command {
 		"check":  {"validate config.yaml; exit 1 with file:line messages", cmdCheck},
 		"routes": {"print the facade's live route table", cmdRoutes},
 		"events": {"watch events; list and replay dead letters", cmdEvents},
-		"bench":  {"measure throughput and latency: bench orders | bench facade", cmdBench},
+		"bench":  {"measure throughput and latency: bench orders | events | facade", cmdBench},
 	}
 }
 

@@ -11,8 +11,15 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gorm.io/gorm"
+
 	"github.com/ficus-project/ficus/monolith"
+	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/outbox"
 )
 
 // cmdServe runs one component.
@@ -66,6 +73,17 @@ func cmdServeMonolith(ctx context.Context, args []string, getenv func(string) st
 		}
 		logger.Info("demo data", "seeded", demo.Seeded, "customer_id", demo.CustomerID, "sku", demo.SKU)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.ServeMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		runRelay(relayCtx, cfg.Events, m.DB, "monolith", reg, logger)
+	}()
+	defer func() { stopRelay(); <-relayDone }()
+
 	addr := cfg.Monolith.Listen
 	if *listen != "" {
 		addr = *listen
@@ -103,4 +121,22 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slo
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// runRelay publishes db's outbox to the bus until ctx is done. It waits for the bus to be
+// reachable: events committed meanwhile stay in the outbox, nothing is lost.
+func runRelay(ctx context.Context, events config.Events, db *gorm.DB, name string, reg prometheus.Registerer, logger *slog.Logger) {
+	b, err := bus.Connect(ctx, events, bus.Options{Name: name, Logger: logger, Registerer: reg})
+	if err != nil {
+		if ctx.Err() == nil {
+			logger.Error("event bus unreachable; events wait in the outbox", "err", err)
+		}
+		return
+	}
+	defer b.Close()
+	relay := outbox.NewRelay(db, b, outbox.RelayOptions{Name: name, Registerer: reg, Logger: logger})
+	logger.Info("outbox relay running", "bus", bus.URL(events))
+	if err := relay.Run(ctx); err != nil && ctx.Err() == nil {
+		logger.Error("outbox relay stopped", "err", err)
+	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +25,8 @@ import (
 type component struct {
 	name string
 	args []string
+	// env is added to the process's environment.
+	env []string
 	// ready reports whether the component accepts work.
 	ready func(ctx context.Context) error
 }
@@ -57,13 +61,25 @@ func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	// Every component gets the admin token; one is made up when the environment has none,
+	// so the admin API is never open, and the banner says what it is.
+	token := getenv(cfg.Facade.Admin.TokenEnv)
+	if token == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("making an admin token: %w", err)
+		}
+		token = hex.EncodeToString(b[:])
+	}
+	env := []string{cfg.Facade.Admin.TokenEnv + "=" + token}
+
 	var comps []component
 	if cfg.Events.Bus == "embedded" {
-		comps = append(comps, component{name: "bus", args: []string{"serve", "bus", "-c", *path}, ready: tcpReady(cfg.Events.Embedded.Listen)})
+		comps = append(comps, component{name: "bus", args: []string{"serve", "bus", "-c", *path}, env: env, ready: tcpReady(cfg.Events.Embedded.Listen)})
 	}
 	comps = append(comps,
-		component{name: "monolith", args: []string{"serve", "monolith", "-c", *path}, ready: httpReady("http://" + cfg.Monolith.Listen + "/readyz")},
-		component{name: "facade", args: []string{"serve", "facade", "-c", *path}, ready: httpReady("http://" + cfg.Facade.Admin.Listen + "/readyz")},
+		component{name: "monolith", args: []string{"serve", "monolith", "-c", *path}, env: env, ready: httpReady("http://" + cfg.Monolith.Listen + "/readyz")},
+		component{name: "facade", args: []string{"serve", "facade", "-c", *path}, env: env, ready: httpReady("http://" + cfg.Facade.Admin.Listen + "/readyz")},
 	)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -90,18 +106,18 @@ func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	out.Lock()
-	printBanner(stdout, cfg, demo)
+	printBanner(stdout, cfg, demo, token)
 	out.Unlock()
 	wg.Wait()
 	return nil
 }
 
-func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo) {
+func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo, token string) {
 	facade := "http://" + cfg.Facade.Listen
 	fmt.Fprintf(w, `
   Ficus is up.
     facade      %s        (every request goes through here)
-    admin       http://%s  (token: $%s; /metrics, /api/routes)
+    admin       http://%s  (Authorization: Bearer %s)
     monolith    http://%s
     events      %s
   Place an order through the facade:
@@ -110,8 +126,11 @@ func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo) {
       -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%%s%%N)" \
       -d '{"customer_id":"%s","lines":[{"sku":"%s","quantity":1}]}'
 
-  Items: curl -s %s/api/inventory/items     Stop: Ctrl-C
-`, facade, cfg.Facade.Admin.Listen, cfg.Facade.Admin.TokenEnv, cfg.Monolith.Listen, busName(cfg), facade, demo.CustomerID, demo.SKU, facade)
+  Items:  curl -s %s/api/inventory/items
+  Routes: %s=%s ficus routes -c %s
+  Stop:   Ctrl-C
+`, facade, cfg.Facade.Admin.Listen, token, cfg.Monolith.Listen, busName(cfg), facade, demo.CustomerID, demo.SKU, facade,
+		cfg.Facade.Admin.TokenEnv, token, cfg.Path)
 }
 
 func busName(cfg *config.Config) string {
@@ -147,6 +166,7 @@ func supervise(ctx context.Context, self string, c component, out *sync.Mutex, w
 // it sends SIGTERM and, after 10s, SIGKILL.
 func runChild(ctx context.Context, self string, c component, out *sync.Mutex, w io.Writer) error {
 	cmd := exec.Command(self, c.args...)
+	cmd.Env = append(os.Environ(), c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
