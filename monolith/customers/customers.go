@@ -16,7 +16,6 @@ import (
 	"github.com/ficus-project/ficus/monolith/customers/internal/domain"
 	"github.com/ficus-project/ficus/monolith/customers/internal/httpapi"
 	"github.com/ficus-project/ficus/platform/contract"
-	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/store"
 )
@@ -72,12 +71,8 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 		if err := db.Insert(ctx, tx, c); err != nil {
 			return err
 		}
-		ev, err := event.New(Source, contract.TypeCustomerRegistered, c.ID, contract.CustomerRegistered{
+		return outbox.Record(ctx, tx, Source, contract.TypeCustomerRegistered, c.ID, contract.CustomerRegistered{
 			CustomerID: c.ID, Name: c.Name, Email: c.Email, CreditLimitCents: c.CreditLimitCents})
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Customer{}, fmt.Errorf("creating customer: %w", err)
@@ -112,12 +107,8 @@ func (s *Service) SetCreditLimit(ctx context.Context, id string, cents int64) (C
 			return err
 		}
 		out = c
-		ev, err := event.New(Source, contract.TypeCustomerCreditLimitChange, c.ID, contract.CustomerCreditLimitChanged{
+		return outbox.Record(ctx, tx, Source, contract.TypeCustomerCreditLimitChange, c.ID, contract.CustomerCreditLimitChanged{
 			CustomerID: c.ID, CreditLimitCents: c.CreditLimitCents, Version: c.Version})
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Customer{}, fmt.Errorf("setting credit limit: %w", err)

@@ -18,7 +18,6 @@ import (
 	"github.com/ficus-project/ficus/monolith/orders/internal/domain"
 	"github.com/ficus-project/ficus/monolith/orders/internal/httpapi"
 	"github.com/ficus-project/ficus/platform/contract"
-	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/store"
 )
@@ -120,11 +119,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 		for _, l := range o.Lines {
 			data.Lines = append(data.Lines, contract.OrderLine{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents})
 		}
-		ev, err := event.New(Source, contract.TypeOrderPlaced, o.ID, data)
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, ev)
+		return outbox.Record(ctx, tx, Source, contract.TypeOrderPlaced, o.ID, data)
 	})
 	if err != nil {
 		return Order{}, fmt.Errorf("placing order: %w", err)
@@ -167,12 +162,8 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		}
 		o.Status, o.CancelledAt = Cancelled, &now
 		out = o
-		ev, err := event.New(Source, contract.TypeOrderCancelled, o.ID, contract.OrderCancelled{
+		return outbox.Record(ctx, tx, Source, contract.TypeOrderCancelled, o.ID, contract.OrderCancelled{
 			OrderID: o.ID, CustomerID: o.CustomerID, Reason: "cancelled by request"})
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Order{}, fmt.Errorf("cancelling order %s: %w", id, err)

@@ -17,7 +17,6 @@ import (
 	"github.com/ficus-project/ficus/monolith/payments/internal/domain"
 	"github.com/ficus-project/ficus/monolith/payments/internal/httpapi"
 	"github.com/ficus-project/ficus/platform/contract"
-	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/store"
 )
@@ -100,13 +99,9 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		if err := db.AddOutstanding(ctx, tx, p.CustomerID, p.AmountCents); err != nil {
 			return err
 		}
-		ev, err := event.New(Source, contract.TypePaymentCaptured, p.ID, contract.PaymentCaptured{
-			PaymentID: p.ID, CustomerID: p.CustomerID, Reference: p.Reference, AmountCents: p.AmountCents})
-		if err != nil {
-			return err
-		}
 		out = p
-		return outbox.Add(ctx, tx, ev)
+		return outbox.Record(ctx, tx, Source, contract.TypePaymentCaptured, p.ID, contract.PaymentCaptured{
+			PaymentID: p.ID, CustomerID: p.CustomerID, Reference: p.Reference, AmountCents: p.AmountCents})
 	})
 	if err != nil {
 		return Payment{}, fmt.Errorf("charging customer %s: %w", ch.CustomerID, err)
@@ -139,12 +134,8 @@ func (s *Service) Refund(ctx context.Context, id string) (Payment, error) {
 		if err := db.AddOutstanding(ctx, tx, p.CustomerID, -p.AmountCents); err != nil {
 			return err
 		}
-		ev, err := event.New(Source, contract.TypePaymentRefunded, p.ID, contract.PaymentRefunded{
+		return outbox.Record(ctx, tx, Source, contract.TypePaymentRefunded, p.ID, contract.PaymentRefunded{
 			PaymentID: p.ID, CustomerID: p.CustomerID, Reference: p.Reference, AmountCents: p.AmountCents})
-		if err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, ev)
 	})
 	if err != nil {
 		return Payment{}, fmt.Errorf("refunding payment %s: %w", id, err)

@@ -24,7 +24,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"sync"
 	"time"
@@ -48,11 +47,7 @@ var migrations embed.FS
 
 // Migrate creates the key table in db.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "idempotency", sub)
+	return store.Migrate(ctx, db, "idempotency", migrations, "migrations")
 }
 
 type keyRow struct {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -25,11 +24,7 @@ var migrations embed.FS
 
 // Migrate creates or updates the inbox table in db, the consumer's own database.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "inbox", sub)
+	return store.Migrate(ctx, db, "inbox", migrations, "migrations")
 }
 
 // Handle applies e for consumer exactly once: in one transaction on db, it records e's id in

@@ -60,3 +60,12 @@ func insert(ctx context.Context, tx *gorm.DB, evs []event.Event) error {
 	}
 	return nil
 }
+
+// Record builds one event (see event.New) and adds it to the outbox in tx.
+func Record(ctx context.Context, tx *gorm.DB, source, typ, subject string, data any) error {
+	e, err := event.New(source, typ, subject, data)
+	if err != nil {
+		return err
+	}
+	return Add(ctx, tx, e)
+}

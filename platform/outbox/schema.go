@@ -5,7 +5,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 
 	"gorm.io/gorm"
 
@@ -18,11 +17,7 @@ var migrations embed.FS
 
 // Migrate creates or updates the outbox table in db.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "outbox", sub)
+	return store.Migrate(ctx, db, "outbox", migrations, "migrations")
 }
 
 func marshal(e event.Event) ([]byte, error) {

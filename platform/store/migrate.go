@@ -23,10 +23,15 @@ type schemaMigration struct {
 
 func (schemaMigration) TableName() string { return PlatformPrefix + "schema_migrations" }
 
-// Migrate applies, in version order, the migrations in fsys that component has not applied to
-// db yet, each in its own transaction together with its record. Files are named
-// NNNN_description.sql; statements are separated by a semicolon at the end of a line.
-func Migrate(ctx context.Context, db *gorm.DB, component string, fsys fs.FS) error {
+// Migrate applies, in version order, the migrations in directory dir of fsys (usually an
+// embed.FS) that component has not applied to db yet, each in its own transaction together
+// with its record. Files are named NNNN_description.sql; statements are separated by a
+// semicolon at the end of a line.
+func Migrate(ctx context.Context, db *gorm.DB, component string, fsys fs.FS, dir string) error {
+	fsys, err := fs.Sub(fsys, dir)
+	if err != nil {
+		return fmt.Errorf("migrating %s: %w", component, err)
+	}
 	db = db.WithContext(ctx)
 	if err := db.Exec(`CREATE TABLE IF NOT EXISTS ` + PlatformPrefix + `schema_migrations (
 		component TEXT NOT NULL,

@@ -46,7 +46,7 @@ func TestMigrateAppliesOnceInOrder(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
 	for i := 0; i < 2; i++ {
-		if err := store.Migrate(ctx, db, "test", schema); err != nil {
+		if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestMigrateAppliesOnceInOrder(t *testing.T) {
 		t.Errorf("second migration not applied: %v", err)
 	}
 	bad := fstest.MapFS{"0003_broken.sql": {Data: []byte("CREATE TABLE;\n")}}
-	if err := store.Migrate(ctx, db, "test", bad); err == nil {
+	if err := store.Migrate(ctx, db, "test", bad, "."); err == nil {
 		t.Errorf("a broken migration was accepted")
 	}
 	db.Table("ficus_schema_migrations").Where("component = ?", "test").Count(&n)
@@ -71,7 +71,7 @@ func TestMigrateAppliesOnceInOrder(t *testing.T) {
 func TestGuardKeepsModulesApart(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, db, "test", schema); err != nil {
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 		t.Fatal(err)
 	}
 	alpha := store.Handle(db, "alpha")
@@ -110,7 +110,7 @@ func TestGuardKeepsModulesApart(t *testing.T) {
 func TestSharedTransactionSwitchesModule(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, db, "test", schema); err != nil {
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 		t.Fatal(err)
 	}
 	alpha, beta := store.Handle(db, "alpha"), store.Handle(db, "beta")

@@ -18,7 +18,7 @@ import (
 func TestGroupedTurnsCommitAlone(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, db, "test", schema); err != nil {
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 		t.Fatal(err)
 	}
 	alpha := store.Handle(db, "alpha")
@@ -65,7 +65,7 @@ func TestGroupedTurnsCommitAlone(t *testing.T) {
 func TestPanickingTurnLeavesOthersAlone(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, db, "test", schema); err != nil {
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 		t.Fatal(err)
 	}
 	alpha := store.Handle(db, "alpha")
@@ -106,7 +106,7 @@ func TestPanickingTurnLeavesOthersAlone(t *testing.T) {
 func TestCancelledWaiterDoesNotStrandGroup(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, db, "test", schema); err != nil {
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
 		t.Fatal(err)
 	}
 	alpha := store.Handle(db, "alpha")

@@ -10,7 +10,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -25,11 +24,7 @@ var migrations embed.FS
 
 // Migrate applies the module's migrations.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "inventory", sub)
+	return store.Migrate(ctx, db, "inventory", migrations, "migrations")
 }
 
 type item struct {

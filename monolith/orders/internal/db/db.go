@@ -9,7 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -24,11 +23,7 @@ var migrations embed.FS
 
 // Migrate applies the module's migrations.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "orders", sub)
+	return store.Migrate(ctx, db, "orders", migrations, "migrations")
 }
 
 type order struct {

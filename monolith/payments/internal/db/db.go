@@ -10,7 +10,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"gorm.io/gorm"
@@ -24,11 +23,7 @@ var migrations embed.FS
 
 // Migrate applies the module's migrations.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	return store.Migrate(ctx, db, "payments", sub)
+	return store.Migrate(ctx, db, "payments", migrations, "migrations")
 }
 
 type payment struct {
