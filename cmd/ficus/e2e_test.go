@@ -270,9 +270,74 @@ func placeOrder(t *testing.T, cmdline string) (int, string, []byte) {
 	return resp.StatusCode, resp.Header.Get("Ficus-Backend"), b
 }
 
-// findProcess returns the pid of the process whose command line contains s.
+// findProcess returns the pid of a process whose command line contains s.
 func findProcess(t *testing.T, s string) int {
 	t.Helper()
+	pids := processesWith(s)
+	if len(pids) == 0 {
+		t.Fatalf("no process running %q", s)
+	}
+	return pids[0]
+}
+
+// TestChildrenStopWhenUpIsKilled: a supervisor killed outright (no chance to stop its
+// children) does not leave the components running.
+func TestChildrenStopWhenUpIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	a := freeAddrs(t, 4)
+	cfg := fmt.Sprintf(`facade: { listen: %s, admin: { listen: %s } }
+backends: { monolith: { url: http://%s } }
+routes: [{ match: { path: / }, to: monolith }]
+monolith: { listen: %s, database: sqlite:data/monolith.db }
+events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
+`, a[0], a[1], a[2], a[2], a[3])
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := exec.Command(ficusBin, "up", "-c", cfgPath)
+	out, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Process.Kill() })
+	ready := false
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		if strings.Contains(sc.Text(), "Ficus is up.") {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		t.Fatal("ficus up never became ready")
+	}
+	go io.Copy(io.Discard, out)
+	if err := up.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	up.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		left := processesWith(cfgPath)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("components still running after ficus up was killed: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// processesWith returns the pids whose command line contains s.
+func processesWith(s string) []int {
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -281,9 +346,8 @@ func findProcess(t *testing.T, s string) int {
 		}
 		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
-			return pid
+			pids = append(pids, pid)
 		}
 	}
-	t.Fatalf("no process running %q", s)
-	return 0
+	return pids
 }

@@ -106,13 +106,13 @@ func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	out.Lock()
-	printBanner(stdout, cfg, demo, token)
+	printBanner(stdout, cfg, demo, token, self)
 	out.Unlock()
 	wg.Wait()
 	return nil
 }
 
-func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo, token string) {
+func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo, token, self string) {
 	facade := "http://" + cfg.Facade.Listen
 	fmt.Fprintf(w, `
   Ficus is up.
@@ -127,10 +127,10 @@ func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo, token stri
       -d '{"customer_id":"%s","lines":[{"sku":"%s","quantity":1}]}'
 
   Items:  curl -s %s/api/inventory/items
-  Routes: %s=%s ficus routes -c %s
+  Routes: %s=%s %s routes -c %s
   Stop:   Ctrl-C
 `, facade, cfg.Facade.Admin.Listen, token, cfg.Monolith.Listen, busName(cfg), facade, demo.CustomerID, demo.SKU, facade,
-		cfg.Facade.Admin.TokenEnv, token, cfg.Path)
+		cfg.Facade.Admin.TokenEnv, token, self, cfg.Path)
 }
 
 func busName(cfg *config.Config) string {
@@ -167,7 +167,9 @@ func supervise(ctx context.Context, self string, c component, out *sync.Mutex, w
 func runChild(ctx context.Context, self string, c component, out *sync.Mutex, w io.Writer) error {
 	cmd := exec.Command(self, c.args...)
 	cmd.Env = append(os.Environ(), c.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group keeps a terminal's Ctrl-C for ficus up, which stops the children
+	// in order; Pdeathsig stops a child whose ficus up died without doing so.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
