@@ -63,7 +63,7 @@ func (f *Facade) Backends() []BackendInfo {
 	t := f.table.Load()
 	out := make([]BackendInfo, 0, len(t.backends))
 	for name, b := range t.backends {
-		out = append(out, BackendInfo{Name: name, URL: b.Config.URL, Breaker: b.BreakerState(),
+		out = append(out, BackendInfo{Name: name, URL: config.Redact(b.Config.URL), Breaker: b.BreakerState(),
 			InFlight: b.bulkhead.InFlight(), Queued: b.bulkhead.Queued()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

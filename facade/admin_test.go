@@ -218,3 +218,20 @@ func TestServeDrainsInFlight(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
+
+func TestAdminRedactsBackendPasswords(t *testing.T) {
+	cfg, err := config.Parse("c.yaml", []byte("backends: { m: { url: 'http://ops:s3cret@127.0.0.1:1' } }\nroutes: [{ match: { path: / }, to: m }]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg, Options{Getenv: func(string) string { return testToken }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, b := range f.Backends() {
+		if strings.Contains(b.URL, "s3cret") {
+			t.Errorf("/api/backends shows a password: %s", b.URL)
+		}
+	}
+}
