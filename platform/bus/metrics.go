@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ficus-project/ficus/platform/event"
+	ficusmetrics "github.com/ficus-project/ficus/platform/metrics"
 )
 
 // metrics are the bus's Prometheus collectors. Several Bus values may share one registerer:
@@ -63,32 +64,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.published = register(reg, m.published, &err)
-	m.publishErrors = register(reg, m.publishErrors, &err)
-	m.consumed = register(reg, m.consumed, &err)
-	m.failed = register(reg, m.failed, &err)
-	m.redelivered = register(reg, m.redelivered, &err)
-	m.deadLettered = register(reg, m.deadLettered, &err)
-	m.replayed = register(reg, m.replayed, &err)
-	m.lag = register(reg, m.lag, &err)
+	m.published = ficusmetrics.Register(reg, m.published, &err)
+	m.publishErrors = ficusmetrics.Register(reg, m.publishErrors, &err)
+	m.consumed = ficusmetrics.Register(reg, m.consumed, &err)
+	m.failed = ficusmetrics.Register(reg, m.failed, &err)
+	m.redelivered = ficusmetrics.Register(reg, m.redelivered, &err)
+	m.deadLettered = ficusmetrics.Register(reg, m.deadLettered, &err)
+	m.replayed = ficusmetrics.Register(reg, m.replayed, &err)
+	m.lag = ficusmetrics.Register(reg, m.lag, &err)
 	if err != nil {
 		return nil, fmt.Errorf("registering bus metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector registered before.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		*errp = errors.Join(*errp, err)
-	}
-	return c
 }
 
 // marshalEvent encodes e as the body of its message.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/platform/event"
+	"github.com/ficus-project/ficus/platform/metrics"
 	"github.com/ficus-project/ficus/platform/store"
 )
 
@@ -407,28 +407,13 @@ func newRelayMetrics(reg prometheus.Registerer, name string) (*relayMetrics, err
 		return m, nil
 	}
 	var err error
-	m.backlog = register(reg, m.backlog, &err)
-	m.oldestAge = register(reg, m.oldestAge, &err)
-	m.relayed = register(reg, m.relayed, &err)
-	m.errors = register(reg, m.errors, &err)
-	m.leader = register(reg, m.leader, &err)
+	m.backlog = metrics.Register(reg, m.backlog, &err)
+	m.oldestAge = metrics.Register(reg, m.oldestAge, &err)
+	m.relayed = metrics.Register(reg, m.relayed, &err)
+	m.errors = metrics.Register(reg, m.errors, &err)
+	m.leader = metrics.Register(reg, m.leader, &err)
 	if err != nil {
 		return m, fmt.Errorf("registering outbox metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector registered before (two relays of one
-// outbox in one process share their metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		*errp = errors.Join(*errp, err)
-	}
-	return c
 }
