@@ -333,7 +333,9 @@ func readEndpointTable(t *testing.T) []endpointRow {
 		for _, m := range statusOrCode.FindAllStringSubmatch(cells[4]+", "+cells[5], -1) {
 			if m[1] != "" {
 				last, _ = strconv.Atoi(m[1])
-				row.statuses[last] = row.statuses[last]
+				if _, seen := row.statuses[last]; !seen {
+					row.statuses[last] = nil // the status is listed, with no code named yet
+				}
 				continue
 			}
 			if last == 0 {
