@@ -20,6 +20,7 @@ import (
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/outbox"
+	"github.com/ficus-project/ficus/platform/store"
 )
 
 // cmdServe runs one component.
@@ -135,6 +136,9 @@ func runRelay(ctx context.Context, events config.Events, db *gorm.DB, name strin
 	}
 	defer b.Close()
 	relay := outbox.NewRelay(db, b, outbox.RelayOptions{Name: name, Registerer: reg, Logger: logger})
+	// Woken by every commit rather than waiting for its next poll.
+	store.OnCommit(db, relay.Notify)
+	defer store.OnCommit(db, func() {})
 	logger.Info("outbox relay running", "bus", bus.URL(events))
 	if err := relay.Run(ctx); err != nil && ctx.Err() == nil {
 		logger.Error("outbox relay stopped", "err", err)

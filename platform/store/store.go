@@ -190,6 +190,18 @@ func InTx(ctx context.Context, h *gorm.DB, fn func(ctx context.Context, tx *gorm
 	})
 }
 
+// OnCommit makes fn run after every write transaction of db's InTx commits, so a reader of
+// what the writers add (an outbox relay) can look at once instead of polling. fn runs on the
+// committing goroutine and must not block; it replaces any earlier fn. It needs the SQLite
+// write queue, and reports false where db has none.
+func OnCommit(db *gorm.DB, fn func()) bool {
+	wl, ok := db.Config.Plugins[writeLockName].(*writeLock)
+	if ok {
+		wl.committed.Store(&fn)
+	}
+	return ok
+}
+
 // InTransaction reports whether ctx carries a transaction.
 func InTransaction(ctx context.Context) bool {
 	_, ok := ctx.Value(txKey{}).(*gorm.DB)

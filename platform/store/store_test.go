@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 
@@ -145,5 +146,37 @@ func TestSharedTransactionSwitchesModule(t *testing.T) {
 func TestOpenRejectsUnknownDSN(t *testing.T) {
 	if _, err := store.Open(context.Background(), "mysql://x", store.Options{}); err == nil {
 		t.Fatal("mysql DSN accepted")
+	}
+}
+
+func TestOnCommitRunsAfterCommitsOnly(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, db, "test", schema, "."); err != nil {
+		t.Fatal(err)
+	}
+	var commits atomic.Int64
+	if !store.OnCommit(db, func() { commits.Add(1) }) {
+		t.Fatal("OnCommit found no write queue on a SQLite database")
+	}
+	if err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+		return tx.Create(&alphaThing{ID: "1"}).Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits.Load(); n != 1 {
+		t.Fatalf("after one commit the hook ran %d times", n)
+	}
+	boom := errors.New("boom")
+	if err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := tx.Create(&alphaThing{ID: "2"}).Error; err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if n := commits.Load(); n != 1 {
+		t.Errorf("a rolled-back transaction ran the hook (%d runs)", n)
 	}
 }

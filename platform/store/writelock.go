@@ -40,14 +40,18 @@ type writeLock struct {
 	waiting atomic.Int32
 	// open is the group whose transaction is open; only the turn's holder touches it.
 	open *group
+	// committed, if set, is called after a group that kept some work commits (see OnCommit).
+	committed atomic.Pointer[func()]
 }
 
 // group is one transaction shared by consecutive turns.
 type group struct {
 	tx    *gorm.DB
 	turns int
-	done  chan struct{} // closed once the transaction has ended
-	err   error         // why it did not commit; set before done is closed
+	// kept says a turn's work stayed in the transaction (not every turn failed).
+	kept bool
+	done chan struct{} // closed once the transaction has ended
+	err  error         // why it did not commit; set before done is closed
 }
 
 func newWriteLock() *writeLock { return &writeLock{sem: make(chan struct{}, 1)} }
@@ -124,6 +128,9 @@ func (wl *writeLock) endTurn(ctx context.Context, g *group, failed bool) {
 	if err == nil {
 		err = g.exec(ctx, turnEnd)
 	}
+	if err == nil && !failed {
+		g.kept = true
+	}
 	switch {
 	case err != nil:
 		// The transaction is in a state nobody can vouch for: abandon the whole group.
@@ -145,6 +152,9 @@ func (wl *writeLock) end(g *group, cause error) {
 	g.err = cause
 	wl.open = nil
 	close(g.done)
+	if fn := wl.committed.Load(); fn != nil && cause == nil && g.kept {
+		(*fn)()
+	}
 }
 
 // await waits for g to end. A member that gets the turn back before that, with the group still
