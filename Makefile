@@ -37,6 +37,7 @@ bench: build
 ## fuzz: a short run of every fuzz target.
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./platform/config
+	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime 30s ./facade/route
 
 clean:
 	rm -rf bin data
