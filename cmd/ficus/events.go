@@ -86,16 +86,23 @@ func (f eventsFlags) connect(ctx context.Context) (*bus.Bus, error) {
 	return b, nil
 }
 
+// connectNoArgs parses args, which must hold flags only, and connects to the bus.
+func (f eventsFlags) connectNoArgs(ctx context.Context, args []string) (*bus.Bus, error) {
+	pos, err := f.parse(args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, usageError{fmt.Sprintf("%s takes no arguments, got %q", f.fs.Name(), pos)}
+	}
+	return f.connect(ctx)
+}
+
 // eventsTail prints events as they are published until interrupted.
 func eventsTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newEventsFlags("events tail", stderr)
 	all := f.fs.Bool("all", false, "start from the oldest event kept rather than from now")
-	if pos, err := f.parse(args); err != nil {
-		return err
-	} else if len(pos) > 0 {
-		return usageError{fmt.Sprintf("events tail takes no arguments, got %q", pos)}
-	}
-	b, err := f.connect(ctx)
+	b, err := f.connectNoArgs(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -114,12 +121,7 @@ func eventsTail(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // eventsDLQList prints the dead letters.
 func eventsDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newEventsFlags("events dlq list", stderr)
-	if pos, err := f.parse(args); err != nil {
-		return err
-	} else if len(pos) > 0 {
-		return usageError{fmt.Sprintf("events dlq list takes no arguments, got %q", pos)}
-	}
-	b, err := f.connect(ctx)
+	b, err := f.connectNoArgs(ctx, args)
 	if err != nil {
 		return err
 	}
