@@ -541,11 +541,7 @@ func testStockConverges(t *testing.T, srv testServer) {
 						sc.OnHand, sc.Reserved, sc.Version, sku).Error; err != nil {
 						return err
 					}
-					e, err := event.New(fmt.Sprintf("/test/writer-%d", w), contract.TypeStockChanged, sku, sc)
-					if err != nil {
-						return err
-					}
-					return outbox.Add(ctx, tx, e)
+					return outbox.Record(ctx, tx, fmt.Sprintf("/test/writer-%d", w), contract.TypeStockChanged, sku, sc)
 				})
 				if err != nil {
 					errs <- err
