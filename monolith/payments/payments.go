@@ -4,7 +4,6 @@ package payments
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -142,6 +141,3 @@ func (s *Service) Refund(ctx context.Context, id string) (Payment, error) {
 	}
 	return out, nil
 }
-
-// IsDeclined reports whether err is a gateway decline.
-func IsDeclined(err error) bool { return errors.Is(err, ErrDeclined) }

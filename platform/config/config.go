@@ -313,12 +313,6 @@ func (c *Config) Resolve(p string) string {
 	return filepath.Join(filepath.Dir(c.Path), p)
 }
 
-// Backend returns the named backend.
-func (c *Config) Backend(name string) (Backend, bool) {
-	b, ok := c.Backends[name]
-	return b, ok
-}
-
 // defaultRouteName names a route after its match.
 func defaultRouteName(m Match) string {
 	name := m.Path

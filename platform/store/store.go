@@ -201,9 +201,3 @@ func OnCommit(db *gorm.DB, fn func()) bool {
 	}
 	return ok
 }
-
-// InTransaction reports whether ctx carries a transaction.
-func InTransaction(ctx context.Context) bool {
-	_, ok := ctx.Value(txKey{}).(*gorm.DB)
-	return ok
-}
