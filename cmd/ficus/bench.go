@@ -15,13 +15,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/monolith/inventory"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/outbox/bench"
 )
 
 // cmdBench measures the system: `ficus bench orders` places orders with concurrent clients
@@ -104,7 +104,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		defer pprof.StopCPUProfile()
 	}
 	var wg sync.WaitGroup
-	cpu0 := cpuTime()
+	cpu0 := bench.ProcessCPU()
 	start := time.Now()
 	for i := 0; i < *c; i++ {
 		wg.Add(1)
@@ -135,7 +135,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := bench.ProcessCPU() - cpu0
 	done := min(int(next.Load()), *n)
 	lat = lat[:done]
 	slices.Sort(lat)
@@ -156,13 +156,4 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("%d orders failed", failed.Load())
 	}
 	return nil
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
