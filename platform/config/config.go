@@ -54,6 +54,9 @@ type Admin struct {
 	// TokenEnv names the environment variable that holds the bearer token.
 	// Default FICUS_ADMIN_TOKEN.
 	TokenEnv string `yaml:"token_env" json:"token_env"`
+	// TokenFile holds the token when the variable is empty: the facade writes a generated
+	// token there (mode 0600) and `ficus routes` reads it. Default data/admin.token.
+	TokenFile string `yaml:"token_file" json:"token_file"`
 }
 
 // Backend is one upstream and the resilience policy the facade applies to it.
@@ -242,6 +245,7 @@ func (c *Config) setDefaults() {
 	def(&c.Facade.Listen, "127.0.0.1:8080")
 	def(&c.Facade.Admin.Listen, "127.0.0.1:9900")
 	def(&c.Facade.Admin.TokenEnv, "FICUS_ADMIN_TOKEN")
+	def(&c.Facade.Admin.TokenFile, "data/admin.token")
 	def(&c.Facade.BackendHeader, "Ficus-Backend")
 	for name, b := range c.Backends {
 		if b.Timeout == 0 {
