@@ -17,10 +17,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -219,7 +219,7 @@ type Result struct {
 func (r Result) Equal() bool { return len(r.Differences) == 0 && r.Omitted == 0 }
 
 // Comparer compares responses under one set of rules. It is immutable once built and safe
-// for concurrent use; a comparison reuses pooled buffers and allocates nothing when the
+// for concurrent use; a comparison reuses kept buffers and allocates nothing when the
 // responses match.
 type Comparer struct {
 	headers  []string
@@ -229,12 +229,20 @@ type Comparer struct {
 	maxDiffs int
 	maxDepth int
 	maxValue int
-	pool     sync.Pool // *state
+	// free keeps scratch states for reuse. A bounded channel rather than a sync.Pool: a
+	// pool is emptied by every GC (and randomly under the race detector), which would make
+	// the per-comparison cost depend on the collector.
+	free chan *state
 }
+
+// maxKeptNodes bounds the parse buffers a kept state holds on to, so one huge body does not
+// pin its memory for the Comparer's lifetime.
+const maxKeptNodes = 1 << 16
 
 // New compiles rules into a Comparer. It reports every invalid rule at once.
 func New(r Rules) (*Comparer, error) {
-	c := &Comparer{maxDiffs: r.MaxDifferences, maxDepth: r.MaxDepth, maxValue: r.MaxValueLen}
+	c := &Comparer{maxDiffs: r.MaxDifferences, maxDepth: r.MaxDepth, maxValue: r.MaxValueLen,
+		free: make(chan *state, 2*runtime.GOMAXPROCS(0))}
 	var errs []error
 	for _, l := range []struct {
 		name string
@@ -293,8 +301,10 @@ func New(r Rules) (*Comparer, error) {
 // as equal; nil ids means a mapping private to this one comparison. Neither response is
 // changed or kept.
 func (c *Comparer) Compare(a, b Response, ids *IDs) Result {
-	s, _ := c.pool.Get().(*state)
-	if s == nil {
+	var s *state
+	select {
+	case s = <-c.free:
+	default:
 		s = &state{c: c}
 	}
 	s.ids = ids
@@ -313,11 +323,16 @@ func (c *Comparer) Compare(a, b Response, ids *IDs) Result {
 	res := s.res
 	s.res, s.ids = Result{}, nil
 	s.a.data, s.b.data = nil, nil // do not keep the caller's bodies alive
-	c.pool.Put(s)
+	if cap(s.a.nodes) <= maxKeptNodes && cap(s.b.nodes) <= maxKeptNodes {
+		select {
+		case c.free <- s:
+		default:
+		}
+	}
 	return res
 }
 
-// state is one comparison's scratch space, pooled per Comparer.
+// state is one comparison's scratch space, kept per Comparer for reuse.
 type state struct {
 	c     *Comparer
 	ids   *IDs
