@@ -1,7 +1,9 @@
 package compare_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -76,6 +78,26 @@ func BenchmarkCompare(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				c.Compare(tc.a, tc.b, ids)
+			}
+		})
+	}
+}
+
+// BenchmarkBaselineDecodeBoth is what a naive differ costs at least: decoding both bodies
+// with encoding/json (numbers kept as text) and comparing the trees. It is the same-run
+// baseline for BenchmarkCompare's equal-order cases (and it is not even right: 1 ≠ 1.0).
+func BenchmarkBaselineDecodeBoth(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		a, c := []byte(sampleOrder(n, false)), []byte(sampleOrder(n, true))
+		b.Run(fmt.Sprintf("order-%d-lines", n), func(b *testing.B) {
+			b.SetBytes(int64(len(a) + len(c)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var va, vc any
+				if json.Unmarshal(a, &va) != nil || json.Unmarshal(c, &vc) != nil {
+					b.Fatal("not JSON")
+				}
+				_ = reflect.DeepEqual(va, vc)
 			}
 		})
 	}
