@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,8 @@ type Target struct {
 	// should return once the target has seen the setup data — a service fed by events may
 	// lag behind the monolith that took the setup — and fail if it does not in time.
 	CaughtUp func(ctx context.Context) error
-	// Client sends the requests. Nil means one of the runner's own, with Options.Timeout.
+	// Client sends the requests. Nil means one of the runner's own. Options.Timeout
+	// applies either way.
 	Client *http.Client
 }
 
@@ -102,11 +104,10 @@ func Run(ctx context.Context, suite *Suite, a, b Target, opts Options) (*Report,
 		if t.Name == "" {
 			t.Name = label
 		}
+		if t.URL == "" {
+			errs = append(errs, fmt.Errorf("target %s: no URL", label))
+		}
 		for _, u := range []string{t.URL, t.SetupURL} {
-			if u == "" && t.URL == "" {
-				errs = append(errs, fmt.Errorf("target %s: no URL", label))
-				break
-			}
 			if pu, err := url.Parse(u); u != "" && (err != nil || pu.Scheme == "" || pu.Host == "") {
 				errs = append(errs, fmt.Errorf("target %s: %q is not an absolute URL", label, u))
 			}
@@ -141,13 +142,14 @@ func Run(ctx context.Context, suite *Suite, a, b Target, opts Options) (*Report,
 		return nil, fmt.Errorf("running suite %s: %w", suite.Name, errors.Join(errs...))
 	}
 
-	transport := &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 256}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64 // concurrent steps reuse their connections
 	defer transport.CloseIdleConnections()
-	own := &http.Client{Transport: transport, Timeout: opts.Timeout,
+	own := &http.Client{Transport: transport,
 		// A redirect is an answer to compare, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	r.a = &side{label: "A", Target: a, client: cmpOr(a.Client, own)}
-	r.b = &side{label: "B", Target: b, client: cmpOr(b.Client, own)}
+	r.a = &side{label: "A", Target: a, client: cmp.Or(a.Client, own)}
+	r.b = &side{label: "B", Target: b, client: cmp.Or(b.Client, own)}
 	r.report = newReport(suite.Name, a.Name, b.Name, opts)
 
 	start := time.Now()
@@ -161,13 +163,6 @@ func Run(ctx context.Context, suite *Suite, a, b Target, opts Options) (*Report,
 		r.scenario(ctx, sc)
 	}
 	return r.report.finish(time.Since(start)), nil
-}
-
-func cmpOr(c, def *http.Client) *http.Client {
-	if c != nil {
-		return c
-	}
-	return def
 }
 
 type runner struct {
@@ -442,6 +437,8 @@ func (r *runner) send(ctx context.Context, s *side, b built) exchange {
 	if b.body != nil {
 		body = bytes.NewReader(b.body)
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, b.method, b.url, body)
 	if err != nil {
 		x.err = err

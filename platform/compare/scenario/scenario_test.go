@@ -23,6 +23,7 @@ import (
 type shop struct {
 	prefix  string // ids are prefix-1, prefix-2, …
 	oversel bool   // take always succeeds
+	sameID  bool   // every widget gets the same id
 	mu      sync.Mutex
 	n       int
 	widgets map[string]int
@@ -52,7 +53,9 @@ func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			problem(400, "malformed_json")
 			return
 		}
-		s.n++
+		if !s.sameID || s.n == 0 {
+			s.n++
+		}
 		id := fmt.Sprintf("%s-%d", s.prefix, s.n)
 		s.widgets[id] = in.Count
 		w.Header().Set("Location", "/widgets/"+id)
@@ -222,6 +225,23 @@ func TestRunStopsAScenarioWhoseCaptureFails(t *testing.T) {
 	txt := text(t, rep)
 	if !rep.Failed() || rep.Steps != 1 || !strings.Contains(txt, "scenario stopped") || !strings.Contains(txt, "capture widget from /id") {
 		t.Errorf("steps %d:\n%s", rep.Steps, txt)
+	}
+}
+
+func TestRunCatchesIDsThatDoNotCorrespond(t *testing.T) {
+	_, a := newShop(t, "a", 0)
+	sb, b := newShop(t, "b", 0)
+	sb.sameID = true // B hands out one id for two widgets
+	twice := widgetScenario + `
+  - name: make another widget
+    request: {method: POST, path: /widgets, json: {count: 4}}
+    expect: {status: 201}
+    capture: {widget2: /id}
+`
+	rep := run(t, suite(t, map[string]string{"w.yaml": twice}), scenario.Target{URL: a}, scenario.Target{URL: b}, scenario.Options{})
+	txt := text(t, rep)
+	if !rep.Failed() || !strings.Contains(txt, `capture widget2: the sides' values do not correspond: B's "b-1" is paired with A's "a-1", not "a-2"`) {
+		t.Errorf("two of A's ids paired with one of B's:\n%s", txt)
 	}
 }
 
