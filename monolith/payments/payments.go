@@ -57,11 +57,13 @@ type Payers interface {
 type Service struct {
 	db     *gorm.DB
 	payers Payers
+	// newID makes payment ids; tests replace it to see a failure handled.
+	newID func() (uuid.UUID, error)
 }
 
 // New returns the module on its own handle of db.
 func New(gdb *gorm.DB, payers Payers) *Service {
-	return &Service{db: store.Handle(gdb, Module), payers: payers}
+	return &Service{db: store.Handle(gdb, Module), payers: payers, newID: uuid.NewV7}
 }
 
 // Migrate applies the module's schema migrations.
@@ -90,7 +92,11 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		if err := domain.Authorize(payer, *ch.AmountCents, outstanding); err != nil {
 			return err
 		}
-		p := Payment{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
+		id, err := s.newID()
+		if err != nil {
+			return fmt.Errorf("making a payment id: %w", err)
+		}
+		p := Payment{ID: id.String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
 			Reference: strings.TrimSpace(ch.Reference), Status: Captured, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 		if err := db.Insert(ctx, tx, p); err != nil {
 			return err
