@@ -79,8 +79,12 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 	if err := ch.Validate(); err != nil {
 		return Payment{}, err
 	}
+	id, err := s.newID()
+	if err != nil {
+		return Payment{}, fmt.Errorf("charging customer %s: making a payment id: %w", ch.CustomerID, err)
+	}
 	var out Payment
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		payer, err := s.payers.Payer(ctx, ch.CustomerID)
 		if err != nil {
 			return err
@@ -91,10 +95,6 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		}
 		if err := domain.Authorize(payer, *ch.AmountCents, outstanding); err != nil {
 			return err
-		}
-		id, err := s.newID()
-		if err != nil {
-			return fmt.Errorf("making a payment id: %w", err)
 		}
 		p := Payment{ID: id.String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
 			Reference: strings.TrimSpace(ch.Reference), Status: Captured, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
