@@ -143,8 +143,8 @@ func (a localStock) Commit(ctx context.Context, orderID string) error {
 	return err
 }
 
-func (a localStock) Release(ctx context.Context, orderID string) error {
-	_, err := a.s.Release(ctx, orderID)
+func (a localStock) Return(ctx context.Context, orderID string) error {
+	_, err := a.s.Return(ctx, orderID)
 	return err
 }
 

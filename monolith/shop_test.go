@@ -1,15 +1,14 @@
 package monolith_test
 
 import (
-	"errors"
-
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/ficus-project/ficus/platform/store"
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,14 +17,21 @@ import (
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/contract"
+	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/web"
 )
 
-// shop is a monolith on a real SQLite file, served on loopback.
+// shop is a monolith on a real SQLite file, served on loopback by the server every Ficus
+// component runs (web.NewServer).
 type shop struct {
 	t   *testing.T
 	m   *monolith.Monolith
 	url string
 	v   *contract.Validator
+
+	mu sync.Mutex
+	// served counts the documented operations that answered 2xx, by "METHOD /path".
+	served map[string]int
 }
 
 var (
@@ -36,6 +42,12 @@ var (
 
 func newShop(t *testing.T) *shop {
 	t.Helper()
+	return newShopLogged(t, nil)
+}
+
+// newShopLogged is newShop with the monolith logging to logger.
+func newShopLogged(t *testing.T, logger *slog.Logger) *shop {
+	t.Helper()
 	dir := t.TempDir()
 	cfgYAML := "backends: { monolith: { url: http://127.0.0.1:1 } }\nroutes: [{ match: { path: / }, to: monolith }]\n" +
 		"monolith: { database: sqlite:shop.db }\n"
@@ -43,20 +55,25 @@ func newShop(t *testing.T) *shop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := monolith.New(context.Background(), cfg, nil)
+	m, err := monolith.New(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(m.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := web.NewServer(m.Handler(), web.ServerOptions{})
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
-		srv.Close()
+		_ = srv.Close()
 		m.Close()
 	})
 	validatorOnce.Do(func() { validator, validatorErr = contract.NewValidator() })
 	if validatorErr != nil {
 		t.Fatal(validatorErr)
 	}
-	return &shop{t: t, m: m, url: srv.URL, v: validator}
+	return &shop{t: t, m: m, url: "http://" + ln.Addr().String(), v: validator, served: map[string]int{}}
 }
 
 // response is one HTTP exchange's outcome.
@@ -99,6 +116,11 @@ func (s *shop) do(method, path, body string, header ...string) response {
 	}
 	if err := s.v.CheckResponse(context.Background(), req, resp.StatusCode, resp.Header, b); err != nil {
 		s.t.Errorf("%s %s: response breaks the contract: %v", method, path, err)
+	}
+	if op, err := s.v.Operation(req); err == nil && resp.StatusCode < 300 {
+		s.mu.Lock()
+		s.served[op]++
+		s.mu.Unlock()
 	}
 	return response{resp.StatusCode, resp.Header, b}
 }

@@ -41,11 +41,13 @@ var (
 // Service is the customers module.
 type Service struct {
 	db *gorm.DB
+	// newID makes customer ids; tests replace it to see a failure handled.
+	newID func() (uuid.UUID, error)
 }
 
 // New returns the module on its own handle of db.
 func New(gdb *gorm.DB) *Service {
-	return &Service{db: store.Handle(gdb, Module)}
+	return &Service{db: store.Handle(gdb, Module), newID: uuid.NewV7}
 }
 
 // Migrate applies the module's schema migrations.
@@ -59,15 +61,19 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 	if err := n.Validate(); err != nil {
 		return Customer{}, err
 	}
+	id, err := s.newID()
+	if err != nil {
+		return Customer{}, fmt.Errorf("creating customer: making an id: %w", err)
+	}
 	c := Customer{
-		ID:               uuid.Must(uuid.NewV7()).String(),
+		ID:               id.String(),
 		Name:             strings.TrimSpace(n.Name),
-		Email:            strings.ToLower(strings.TrimSpace(n.Email)),
+		Email:            domain.NormalizeEmail(n.Email),
 		CreditLimitCents: *n.CreditLimitCents,
 		CreatedAt:        time.Now().UTC().Truncate(time.Millisecond),
 		Version:          1,
 	}
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := db.Insert(ctx, tx, c); err != nil {
 			return err
 		}
@@ -85,9 +91,15 @@ func (s *Service) Get(ctx context.Context, id string) (Customer, error) {
 	return db.Get(ctx, store.Conn(ctx, s.db), id)
 }
 
-// ByEmail returns the customer registered with email.
+// ByEmail returns the customer registered with email, normalised as registration stores it.
 func (s *Service) ByEmail(ctx context.Context, email string) (Customer, error) {
-	return db.ByEmail(ctx, store.Conn(ctx, s.db), strings.ToLower(strings.TrimSpace(email)))
+	return db.ByEmail(ctx, store.Conn(ctx, s.db), domain.NormalizeEmail(email))
+}
+
+// List returns up to limit customers, oldest first (ids grow with time), after the one with
+// id afterID ("" for the first page).
+func (s *Service) List(ctx context.Context, afterID string, limit int) ([]Customer, error) {
+	return db.List(ctx, store.Conn(ctx, s.db), afterID, limit)
 }
 
 // Count returns how many customers there are.
@@ -97,6 +109,9 @@ func (s *Service) Count(ctx context.Context) (int64, error) {
 
 // SetCreditLimit changes a customer's credit limit.
 func (s *Service) SetCreditLimit(ctx context.Context, id string, cents int64) (Customer, error) {
+	if err := (domain.CreditLimit{CreditLimitCents: &cents}).Validate(); err != nil {
+		return Customer{}, err
+	}
 	var out Customer
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := db.SetCreditLimit(ctx, tx, id, cents, time.Now().UTC()); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/ficus-project/ficus/monolith/inventory/internal/httpapi"
 	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/event"
+	"github.com/ficus-project/ficus/platform/fault"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/store"
 )
@@ -42,6 +43,7 @@ const (
 	Held      = domain.Held
 	Committed = domain.Committed
 	Released  = domain.Released
+	Returned  = domain.Returned
 )
 
 // Sentinel errors.
@@ -52,6 +54,10 @@ var (
 	ErrReservationNotFound = domain.ErrReservationNotFound
 	ErrReservationExists   = domain.ErrReservationExists
 	ErrReservationState    = domain.ErrReservationState
+	// ErrReservationCommitted refuses Release of sold stock; Return puts it back.
+	ErrReservationCommitted = domain.ErrReservationCommitted
+	// ErrStockLimit is a change that would put more than contract.MaxStock on hand.
+	ErrStockLimit = domain.ErrStockLimit
 )
 
 // Service is the inventory module.
@@ -99,9 +105,10 @@ func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
 	return db.GetItem(ctx, store.Conn(ctx, s.db), sku)
 }
 
-// Items returns every item.
-func (s *Service) Items(ctx context.Context) ([]Item, error) {
-	return db.ListItems(ctx, store.Conn(ctx, s.db))
+// Items returns up to limit items by SKU, after the one with SKU afterSKU ("" for the first
+// page).
+func (s *Service) Items(ctx context.Context, afterSKU string, limit int) ([]Item, error) {
+	return db.ListItems(ctx, store.Conn(ctx, s.db), afterSKU, limit)
 }
 
 // CountItems returns how many items there are.
@@ -109,16 +116,24 @@ func (s *Service) CountItems(ctx context.Context) (int64, error) {
 	return db.CountItems(ctx, store.Conn(ctx, s.db))
 }
 
-// Restock adds quantity to an item's stock.
+// Restock adds quantity to an item's stock. Stock on hand past contract.MaxStock is refused
+// (ErrStockLimit, on the field quantity) and changes nothing.
 func (s *Service) Restock(ctx context.Context, sku string, quantity int) (Item, error) {
-	if quantity <= 0 {
-		return Item{}, domain.Restock{Quantity: &quantity}.Validate()
+	if err := (domain.Restock{Quantity: &quantity}).Validate(); err != nil {
+		return Item{}, err
 	}
 	var out Item
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		var err error
 		if out, err = db.Adjust(ctx, tx, sku, quantity, 0, s.now()); err != nil {
 			return err
+		}
+		// Checked on the figure the update produced, under its row lock, so concurrent
+		// restocks cannot pass the bound together; the error rolls the update back.
+		if out.OnHand > contract.MaxStock {
+			e := *domain.ErrStockLimit
+			e.Fields = []fault.Field{{Name: "quantity", Msg: fmt.Sprintf("%d on hand plus %d is over %d", out.OnHand-quantity, quantity, contract.MaxStock)}}
+			return &e
 		}
 		ev, err := stockChanged(out)
 		if err != nil {
@@ -202,17 +217,35 @@ func (s *Service) Commit(ctx context.Context, orderID string) (Reservation, erro
 	})
 }
 
-// Release gives a reservation's stock back: a held reservation stops holding it, a committed
-// one returns it to on-hand (an order cancelled after the sale). Releasing twice is a no-op.
+// Release ends a hold on stock that was never sold. Releasing a released reservation is a
+// no-op; a committed one is ErrReservationCommitted (its stock was sold: Return undoes a
+// sale), a returned one ErrReservationState.
 func (s *Service) Release(ctx context.Context, orderID string) (Reservation, error) {
 	return s.transition(ctx, orderID, "releasing", func(r Reservation) (string, int, int, error) {
 		switch r.State {
 		case Held:
 			return Released, 0, -1, nil
+		case Released:
+			return "", 0, 0, nil
 		case Committed:
-			return Released, 1, 0, nil
+			return "", 0, 0, domain.ErrReservationCommitted
 		}
-		return "", 0, 0, nil
+		return "", 0, 0, domain.ErrReservationState
+	})
+}
+
+// Return puts a committed reservation's stock back on hand: the sale is undone (an order
+// cancelled after it was placed). Returning a returned reservation is a no-op; one that was
+// never committed is ErrReservationState.
+func (s *Service) Return(ctx context.Context, orderID string) (Reservation, error) {
+	return s.transition(ctx, orderID, "returning", func(r Reservation) (string, int, int, error) {
+		switch r.State {
+		case Committed:
+			return Returned, 1, 0, nil
+		case Returned:
+			return "", 0, 0, nil
+		}
+		return "", 0, 0, domain.ErrReservationState
 	})
 }
 
@@ -236,6 +269,9 @@ func (s *Service) transition(ctx context.Context, orderID, verb string, step fun
 			it, err := db.Adjust(ctx, tx, l.SKU, onHand*l.Quantity, reserved*l.Quantity, now)
 			if err != nil {
 				return err
+			}
+			if it.OnHand > contract.MaxStock {
+				return fault.Wrapf(domain.ErrStockLimit, "%s would have %d on hand", l.SKU, it.OnHand)
 			}
 			ev, err := stockChanged(it)
 			if err != nil {

@@ -34,6 +34,8 @@ type (
 	Line        = domain.Line
 	PlaceOrder  = domain.PlaceOrder
 	RequestLine = domain.RequestLine
+	// Key is an order's place in its customer's list (ByCustomer).
+	Key = domain.Key
 )
 
 // Order states.
@@ -42,8 +44,13 @@ const (
 	Cancelled = domain.Cancelled
 )
 
-// ErrNotFound is an unknown order.
-var ErrNotFound = domain.ErrNotFound
+// Sentinel errors.
+var (
+	// ErrNotFound is an unknown order.
+	ErrNotFound = domain.ErrNotFound
+	// ErrTotalLimit is an order whose total would exceed contract.MaxCents.
+	ErrTotalLimit = domain.ErrTotalLimit
+)
 
 // Customers checks that a customer exists (its error for an unknown one maps to 404).
 type Customers interface {
@@ -54,8 +61,10 @@ type Customers interface {
 type Stock interface {
 	// Reserve holds the lines' stock and returns them priced.
 	Reserve(ctx context.Context, orderID string, lines []RequestLine) ([]Line, error)
+	// Commit sells the held stock.
 	Commit(ctx context.Context, orderID string) error
-	Release(ctx context.Context, orderID string) error
+	// Return puts sold stock back on hand: the order was cancelled after the sale.
+	Return(ctx context.Context, orderID string) error
 }
 
 // Payments charges and refunds.
@@ -72,11 +81,13 @@ type Service struct {
 	customers Customers
 	stock     Stock
 	payments  Payments
+	// newID makes order ids; tests replace it to see a failure handled.
+	newID func() (uuid.UUID, error)
 }
 
 // New returns the module on its own handle of db, with its ports.
 func New(gdb *gorm.DB, customers Customers, stock Stock, payments Payments) *Service {
-	return &Service{db: store.Handle(gdb, Module), customers: customers, stock: stock, payments: payments}
+	return &Service{db: store.Handle(gdb, Module), customers: customers, stock: stock, payments: payments, newID: uuid.NewV7}
 }
 
 // Migrate applies the module's schema migrations.
@@ -87,14 +98,20 @@ func (s *Service) RegisterRoutes(g *echo.Group, idempotent echo.MiddlewareFunc) 
 	httpapi.Register(g, s, idempotent)
 }
 
-// Place places an order in one transaction across the modules.
+// Place places an order in one transaction across the modules. Its total is checked
+// arithmetic: past contract.MaxCents it is ErrTotalLimit, and nothing is kept. An order
+// whose total is 0 charges nothing and has no payment.
 func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 	if err := p.Validate(); err != nil {
 		return Order{}, err
 	}
-	o := Order{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: p.CustomerID, Status: Placed,
+	id, err := s.newID()
+	if err != nil {
+		return Order{}, fmt.Errorf("placing order: making an id: %w", err)
+	}
+	o := Order{ID: id.String(), CustomerID: p.CustomerID, Status: Placed,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := s.customers.Exists(ctx, p.CustomerID); err != nil {
 			return err
 		}
@@ -103,11 +120,13 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 			return err
 		}
 		o.Lines = lines
-		for _, l := range lines {
-			o.TotalCents += l.UnitPriceCents * int64(l.Quantity)
-		}
-		if o.PaymentID, err = s.payments.Charge(ctx, p.CustomerID, o.TotalCents, o.ID); err != nil {
+		if o.TotalCents, err = domain.Total(lines); err != nil {
 			return err
+		}
+		if o.TotalCents > 0 {
+			if o.PaymentID, err = s.payments.Charge(ctx, p.CustomerID, o.TotalCents, o.ID); err != nil {
+				return err
+			}
 		}
 		if err := s.stock.Commit(ctx, o.ID); err != nil {
 			return err
@@ -132,13 +151,14 @@ func (s *Service) Order(ctx context.Context, id string) (Order, error) {
 	return db.Get(ctx, store.Conn(ctx, s.db), id)
 }
 
-// ByCustomer returns a customer's orders, newest first.
-func (s *Service) ByCustomer(ctx context.Context, customerID string) ([]Order, error) {
-	return db.ListByCustomer(ctx, store.Conn(ctx, s.db), customerID)
+// ByCustomer returns up to limit of a customer's orders, newest first (by created_at, then
+// id), after the order at key after (nil for the first page).
+func (s *Service) ByCustomer(ctx context.Context, customerID string, after *Key, limit int) ([]Order, error) {
+	return db.ListByCustomer(ctx, store.Conn(ctx, s.db), customerID, after, limit)
 }
 
-// Cancel cancels a placed order: its stock goes back on hand and its payment is refunded, in
-// one transaction. Cancelling a cancelled order is a no-op.
+// Cancel cancels a placed order: its sold stock is returned to on-hand and its payment
+// refunded, in one transaction. Cancelling a cancelled order is a no-op.
 func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 	var out Order
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
@@ -150,11 +170,13 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 			out = o
 			return nil
 		}
-		if err := s.stock.Release(ctx, id); err != nil {
+		if err := s.stock.Return(ctx, id); err != nil {
 			return err
 		}
-		if err := s.payments.Refund(ctx, o.PaymentID); err != nil {
-			return err
+		if o.PaymentID != "" {
+			if err := s.payments.Refund(ctx, o.PaymentID); err != nil {
+				return err
+			}
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		if _, err := db.MarkCancelled(ctx, tx, id, now); err != nil {

@@ -57,11 +57,13 @@ type Payers interface {
 type Service struct {
 	db     *gorm.DB
 	payers Payers
+	// newID makes payment ids; tests replace it to see a failure handled.
+	newID func() (uuid.UUID, error)
 }
 
 // New returns the module on its own handle of db.
 func New(gdb *gorm.DB, payers Payers) *Service {
-	return &Service{db: store.Handle(gdb, Module), payers: payers}
+	return &Service{db: store.Handle(gdb, Module), payers: payers, newID: uuid.NewV7}
 }
 
 // Migrate applies the module's schema migrations.
@@ -77,8 +79,12 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 	if err := ch.Validate(); err != nil {
 		return Payment{}, err
 	}
+	id, err := s.newID()
+	if err != nil {
+		return Payment{}, fmt.Errorf("charging customer %s: making a payment id: %w", ch.CustomerID, err)
+	}
 	var out Payment
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		payer, err := s.payers.Payer(ctx, ch.CustomerID)
 		if err != nil {
 			return err
@@ -90,7 +96,7 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		if err := domain.Authorize(payer, *ch.AmountCents, outstanding); err != nil {
 			return err
 		}
-		p := Payment{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
+		p := Payment{ID: id.String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
 			Reference: strings.TrimSpace(ch.Reference), Status: Captured, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 		if err := db.Insert(ctx, tx, p); err != nil {
 			return err

@@ -84,6 +84,16 @@ func (v *Validator) Operations() []string {
 	return slices.Clone(v.operations)
 }
 
+// Operation names the documented operation req is for, as Operations lists it ("GET
+// /api/orders/{id}"), so a test can tell which operations it exercised.
+func (v *Validator) Operation(req *http.Request) (string, error) {
+	route, _, err := v.router.FindRoute(req)
+	if err != nil {
+		return "", fmt.Errorf("contract: %s %s: no documented operation: %w", req.Method, req.URL.Path, err)
+	}
+	return route.Method + " " + route.Path, nil
+}
+
 // Check validates the request (method, path, params, body) and the response (status
 // documented for that operation, content type, body schema). It returns an error naming the
 // operation and what is wrong. reqBody and respBody are the raw bodies (the caller already

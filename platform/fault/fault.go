@@ -26,6 +26,9 @@ const (
 	Declined
 	// Unavailable is a dependency that is down; the caller may retry.
 	Unavailable
+	// Unprocessable is a well-formed request whose effect would break a declared limit (an
+	// order total, stock on hand): the request, not the server, must change.
+	Unprocessable
 )
 
 // Error is a domain error with a kind and a stable code.

@@ -105,3 +105,16 @@ func SetCreditLimit(ctx context.Context, tx *gorm.DB, id string, cents int64, no
 	}
 	return nil
 }
+
+// List returns up to limit customers whose id sorts after afterID ("" for the first), by id.
+func List(ctx context.Context, tx *gorm.DB, afterID string, limit int) ([]domain.Customer, error) {
+	var rows []customer
+	if err := tx.Where("id > ?", afterID).Order("id").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("listing customers: %w", err)
+	}
+	out := make([]domain.Customer, len(rows))
+	for i, r := range rows {
+		out[i] = r.toDomain()
+	}
+	return out, nil
+}

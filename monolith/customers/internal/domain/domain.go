@@ -5,19 +5,29 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/fault"
 )
 
-// Customer is a registered customer.
+// Customer is a registered customer. Its HTTP form is contract.Customer.
 type Customer struct {
-	ID               string    `json:"id"`
-	Name             string    `json:"name"`
-	Email            string    `json:"email"`
-	CreditLimitCents int64     `json:"credit_limit_cents"`
-	CreatedAt        time.Time `json:"created_at"`
+	ID               string
+	Name             string
+	Email            string
+	CreditLimitCents int64
+	CreatedAt        time.Time
 	// Version increases with every change; events carry it.
-	Version int64 `json:"-"`
+	Version int64
 }
+
+// Wire returns the customer as the HTTP contract shows it.
+func (c Customer) Wire() contract.Customer {
+	return contract.Customer{ID: c.ID, Name: c.Name, Email: c.Email, CreditLimitCents: c.CreditLimitCents,
+		CreatedAt: contract.Timestamp(c.CreatedAt)}
+}
+
+// NormalizeEmail is how an address is stored and looked up: trimmed and lower-cased.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // NewCustomer is a registration request.
 type NewCustomer struct {
@@ -43,15 +53,19 @@ func (n NewCustomer) Validate() error {
 	f.Check(strings.TrimSpace(n.Name) != "", "name", "is required")
 	f.Check(len(n.Name) <= 200, "name", "is longer than 200 characters")
 	f.Check(strings.Contains(n.Email, "@") && len(n.Email) <= 254, "email", "is not an email address")
-	f.Check(n.CreditLimitCents != nil, "credit_limit_cents", "is required")
-	f.Check(n.CreditLimitCents == nil || *n.CreditLimitCents >= 0, "credit_limit_cents", "must not be negative")
+	checkCreditLimit(&f, n.CreditLimitCents)
 	return f.Err()
 }
 
 // Validate checks a credit limit change.
 func (c CreditLimit) Validate() error {
 	var f fault.Fields
-	f.Check(c.CreditLimitCents != nil, "credit_limit_cents", "is required")
-	f.Check(c.CreditLimitCents == nil || *c.CreditLimitCents >= 0, "credit_limit_cents", "must not be negative")
+	checkCreditLimit(&f, c.CreditLimitCents)
 	return f.Err()
+}
+
+func checkCreditLimit(f *fault.Fields, cents *int64) {
+	f.Check(cents != nil, "credit_limit_cents", "is required")
+	f.Check(cents == nil || (*cents >= 0 && *cents <= contract.MaxCents), "credit_limit_cents",
+		"must be from 0 to %d", contract.MaxCents)
 }

@@ -69,10 +69,11 @@ func GetItem(ctx context.Context, tx *gorm.DB, sku string) (domain.Item, error) 
 	return row.toDomain(), nil
 }
 
-// ListItems returns every item by SKU.
-func ListItems(ctx context.Context, tx *gorm.DB) ([]domain.Item, error) {
+// ListItems returns up to limit items whose SKU sorts after afterSKU ("" for the first), by
+// SKU.
+func ListItems(ctx context.Context, tx *gorm.DB, afterSKU string, limit int) ([]domain.Item, error) {
 	var rows []item
-	if err := tx.Order("sku").Find(&rows).Error; err != nil {
+	if err := tx.Where("sku > ?", afterSKU).Order("sku").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing items: %w", err)
 	}
 	out := make([]domain.Item, len(rows))

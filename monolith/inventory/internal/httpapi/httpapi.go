@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ficus-project/ficus/monolith/inventory/internal/domain"
+	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/web"
 )
 
@@ -15,12 +16,13 @@ import (
 type Service interface {
 	CreateItem(ctx context.Context, n domain.NewItem) (domain.Item, error)
 	Item(ctx context.Context, sku string) (domain.Item, error)
-	Items(ctx context.Context) ([]domain.Item, error)
+	Items(ctx context.Context, afterSKU string, limit int) ([]domain.Item, error)
 	Restock(ctx context.Context, sku string, quantity int) (domain.Item, error)
 	Reserve(ctx context.Context, n domain.NewReservation) (domain.Reservation, error)
 	Reservation(ctx context.Context, orderID string) (domain.Reservation, error)
 	Commit(ctx context.Context, orderID string) (domain.Reservation, error)
 	Release(ctx context.Context, orderID string) (domain.Reservation, error)
+	Return(ctx context.Context, orderID string) (domain.Reservation, error)
 }
 
 // Register adds the module's routes to g.
@@ -33,15 +35,34 @@ func Register(g *echo.Group, s Service) {
 	g.GET("/api/inventory/reservations/:order_id", getReservation(s))
 	g.POST("/api/inventory/reservations/:order_id/commit", reservationStep(s.Commit))
 	g.POST("/api/inventory/reservations/:order_id/release", reservationStep(s.Release))
+	g.POST("/api/inventory/reservations/:order_id/return", reservationStep(s.Return))
 }
 
+// listItems pages through the items by SKU.
 func listItems(s Service) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		items, err := s.Items(c.Request().Context())
+		page, err := web.ParsePage(c, contract.DefaultPageLimit, contract.MaxPageLimit, 1)
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, map[string]any{"items": items})
+		after := ""
+		if page.After != nil {
+			after = page.After[0]
+		}
+		// One more than the page holds says whether there is a next page.
+		items, err := s.Items(c.Request().Context(), after, page.Limit+1)
+		if err != nil {
+			return err
+		}
+		out := contract.ItemList{Items: make([]contract.Item, 0, len(items))}
+		if len(items) > page.Limit {
+			items = items[:page.Limit]
+			out.NextCursor = web.Cursor(items[len(items)-1].SKU)
+		}
+		for _, it := range items {
+			out.Items = append(out.Items, it.Wire())
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 }
 
@@ -56,7 +77,7 @@ func createItem(s Service) echo.HandlerFunc {
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderLocation, "/api/inventory/items/"+out.SKU)
-		return c.JSON(http.StatusCreated, out)
+		return c.JSON(http.StatusCreated, out.Wire())
 	}
 }
 
@@ -66,7 +87,7 @@ func getItem(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
 
@@ -83,7 +104,7 @@ func restock(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
 
@@ -97,7 +118,7 @@ func reserve(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusCreated, out)
+		return c.JSON(http.StatusCreated, out.Wire())
 	}
 }
 
@@ -107,7 +128,7 @@ func getReservation(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
 
@@ -117,6 +138,6 @@ func reservationStep(step func(ctx context.Context, orderID string) (domain.Rese
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }

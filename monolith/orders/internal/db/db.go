@@ -90,10 +90,19 @@ func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
 	return out[0], nil
 }
 
-// ListByCustomer returns a customer's orders, newest first.
-func ListByCustomer(ctx context.Context, tx *gorm.DB, customerID string) ([]domain.Order, error) {
+// ListByCustomer returns up to limit of a customer's orders with their lines, newest first
+// (by created_at, then id), after the order at key after (nil for the first page). The
+// keyset condition lets the (customer_id, created_at) index find the page without reading
+// the pages before it: "created_at <= ?" is the index range, and the OR only filters the
+// orders that share the cursor's creation time (written as one OR of both columns, SQLite
+// scans the customer's orders from the newest on every page).
+func ListByCustomer(ctx context.Context, tx *gorm.DB, customerID string, after *domain.Key, limit int) ([]domain.Order, error) {
+	q := tx.Where("customer_id = ?", customerID)
+	if after != nil {
+		q = q.Where("created_at <= ? AND (created_at < ? OR id < ?)", after.CreatedAt, after.CreatedAt, after.ID)
+	}
 	var rows []order
-	if err := tx.Where("customer_id = ?", customerID).Order("created_at DESC, id DESC").Find(&rows).Error; err != nil {
+	if err := q.Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing orders: %w", err)
 	}
 	return withLines(ctx, tx, rows)

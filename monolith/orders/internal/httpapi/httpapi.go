@@ -4,10 +4,12 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ficus-project/ficus/monolith/orders/internal/domain"
+	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/fault"
 	"github.com/ficus-project/ficus/platform/web"
 )
@@ -16,7 +18,7 @@ import (
 type Service interface {
 	Place(ctx context.Context, p domain.PlaceOrder) (domain.Order, error)
 	Order(ctx context.Context, id string) (domain.Order, error)
-	ByCustomer(ctx context.Context, customerID string) ([]domain.Order, error)
+	ByCustomer(ctx context.Context, customerID string, after *domain.Key, limit int) ([]domain.Order, error)
 	Cancel(ctx context.Context, id string) (domain.Order, error)
 }
 
@@ -39,23 +41,48 @@ func place(s Service) echo.HandlerFunc {
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderLocation, "/api/orders/"+out.ID)
-		return c.JSON(http.StatusCreated, out)
+		return c.JSON(http.StatusCreated, out.Wire())
 	}
 }
 
+// list pages through a customer's orders, newest first. The cursor holds the last order's
+// exact creation time and id: the keyset the next page starts after.
 func list(s Service) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.QueryParam("customer_id")
-		if id == "" {
-			var f fault.Fields
-			f.Check(false, "customer_id", "the query parameter is required")
-			return f.Err()
+		var f fault.Fields
+		f.Check(id != "", "customer_id", "the query parameter is required")
+		if err := f.Err(); err != nil {
+			return err
 		}
-		out, err := s.ByCustomer(c.Request().Context(), id)
+		page, err := web.ParsePage(c, contract.DefaultPageLimit, contract.MaxPageLimit, 2)
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, map[string]any{"orders": out})
+		var after *domain.Key
+		if page.After != nil {
+			at, err := time.Parse(time.RFC3339Nano, page.After[0])
+			if err != nil || page.After[1] == "" {
+				f.Check(false, "cursor", "is not a cursor this list returned")
+				return f.Err()
+			}
+			after = &domain.Key{CreatedAt: at.UTC(), ID: page.After[1]}
+		}
+		// One more than the page holds says whether there is a next page.
+		orders, err := s.ByCustomer(c.Request().Context(), id, after, page.Limit+1)
+		if err != nil {
+			return err
+		}
+		out := contract.OrderList{Orders: make([]contract.Order, 0, len(orders))}
+		if len(orders) > page.Limit {
+			orders = orders[:page.Limit]
+			last := orders[len(orders)-1]
+			out.NextCursor = web.Cursor(last.CreatedAt.UTC().Format(time.RFC3339Nano), last.ID)
+		}
+		for _, o := range orders {
+			out.Orders = append(out.Orders, o.Wire())
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 }
 
@@ -65,7 +92,7 @@ func get(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
 
@@ -75,6 +102,6 @@ func cancel(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/fault"
 )
 
@@ -14,15 +15,21 @@ const (
 	Refunded = "refunded"
 )
 
-// Payment is a captured (and perhaps refunded) charge.
+// Payment is a captured (and perhaps refunded) charge. Its HTTP form is contract.Payment.
 type Payment struct {
-	ID          string     `json:"id"`
-	CustomerID  string     `json:"customer_id"`
-	AmountCents int64      `json:"amount_cents"`
-	Reference   string     `json:"reference"`
-	Status      string     `json:"status"`
-	CreatedAt   time.Time  `json:"created_at"`
-	RefundedAt  *time.Time `json:"refunded_at,omitempty"`
+	ID          string
+	CustomerID  string
+	AmountCents int64
+	Reference   string
+	Status      string
+	CreatedAt   time.Time
+	RefundedAt  *time.Time
+}
+
+// Wire returns the payment as the HTTP contract shows it.
+func (p Payment) Wire() contract.Payment {
+	return contract.Payment{ID: p.ID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reference: p.Reference,
+		Status: p.Status, CreatedAt: contract.Timestamp(p.CreatedAt), RefundedAt: contract.OptionalTimestamp(p.RefundedAt)}
 }
 
 // Charge asks to charge a customer.
@@ -52,7 +59,8 @@ func (c Charge) Validate() error {
 	var f fault.Fields
 	f.Check(c.CustomerID != "", "customer_id", "is required")
 	f.Check(c.AmountCents != nil, "amount_cents", "is required")
-	f.Check(c.AmountCents == nil || *c.AmountCents > 0, "amount_cents", "must be positive")
+	f.Check(c.AmountCents == nil || (*c.AmountCents > 0 && *c.AmountCents <= contract.MaxCents), "amount_cents",
+		"must be from 1 to %d", contract.MaxCents)
 	f.Check(strings.TrimSpace(c.Reference) != "" && len(c.Reference) <= 200, "reference", "must be 1 to 200 characters")
 	return f.Err()
 }
@@ -65,14 +73,16 @@ const (
 )
 
 // Authorize applies the gateway's rules to a charge of amount for payer, who has already
-// spent outstanding cents of their credit.
+// spent outstanding cents of their credit. The credit check cannot overflow: it compares
+// the charge with what is left, and what is left is never negative (a limit lowered below
+// what is owed leaves nothing).
 func Authorize(p Payer, amount, outstanding int64) error {
 	switch {
 	case strings.HasSuffix(p.Email, DeclineDomain):
 		return fault.Wrapf(ErrDeclined, "card declined")
 	case strings.HasSuffix(p.Email, OutageDomain):
 		return ErrGatewayUnavailable
-	case amount > p.CreditLimitCents-outstanding:
+	case amount <= 0 || outstanding < 0 || outstanding >= p.CreditLimitCents || amount > p.CreditLimitCents-outstanding:
 		return fault.Wrapf(ErrDeclined, "credit limit exceeded")
 	}
 	return nil

@@ -36,7 +36,7 @@ func charge(s Service) echo.HandlerFunc {
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderLocation, "/api/payments/"+out.ID)
-		return c.JSON(http.StatusCreated, out)
+		return c.JSON(http.StatusCreated, out.Wire())
 	}
 }
 
@@ -46,7 +46,7 @@ func get(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
 
@@ -56,6 +56,6 @@ func refund(s Service) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, out)
+		return c.JSON(http.StatusOK, out.Wire())
 	}
 }
