@@ -67,6 +67,9 @@ instead, over HTTP only, with no baseline.`,
 			fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
 		},
 		run: func(ctx context.Context, e env, _ []string) error {
+			if opts.Orders < 1 || opts.Clients < 1 {
+				return usageError{"ficus bench orders", fmt.Sprintf("-n %d, -clients %d: both must be at least 1", opts.Orders, opts.Clients)}
+			}
 			opts.NoIdempotencyKey = !withKey
 			for d := range strings.SplitSeq(dbs, ",") {
 				if d = strings.TrimSpace(d); d != "" {

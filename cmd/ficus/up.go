@@ -121,23 +121,13 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 	s := &supervisor{self: self, w: e.stdout}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	for _, c := range comps {
-		s.start(ctx, c)
-		readyCtx, readyDone := context.WithTimeout(ctx, readyTimeout)
-		err := s.waitReady(readyCtx, c)
-		readyDone()
-		if err != nil {
-			interrupted := ctx.Err() != nil
-			stop()
-			s.wait()
-			if interrupted {
-				return nil
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("%s did not become ready within %s (-ready-timeout); stopped everything: %w", c.name, readyTimeout, err)
-			}
-			return fmt.Errorf("%s did not become ready; stopped everything: %w", c.name, err)
+	if err := s.startAll(ctx, comps, readyTimeout); err != nil {
+		stop()
+		s.wait()
+		if errors.Is(err, errInterrupted) {
+			return nil
 		}
+		return err
 	}
 	s.locked(func() {
 		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, people: people, token: token,
@@ -373,6 +363,31 @@ func (s *supervisor) start(ctx context.Context, c *component) {
 			backoff = min(2*backoff, 10*time.Second)
 		}
 	})
+}
+
+// errInterrupted means ficus up was asked to stop while it was starting the components.
+var errInterrupted = errors.New("interrupted")
+
+// startAll starts the components one after the other, each once the one before is ready.
+// It fails when one exits before it is ready or is not ready within readyTimeout; the
+// caller then stops the others by cancelling ctx.
+func (s *supervisor) startAll(ctx context.Context, comps []*component, readyTimeout time.Duration) error {
+	for _, c := range comps {
+		s.start(ctx, c)
+		readyCtx, readyDone := context.WithTimeout(ctx, readyTimeout)
+		err := s.waitReady(readyCtx, c)
+		readyDone()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return errInterrupted
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%s did not become ready within %s (-ready-timeout); stopped everything: %w", c.name, readyTimeout, err)
+		default:
+			return fmt.Errorf("%s did not become ready; stopped everything: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // wait waits for every supervised process to have stopped.

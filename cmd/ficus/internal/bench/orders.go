@@ -347,7 +347,7 @@ func writeOrdersTable(w io.Writer, results []ordersResult) {
 	for _, r := range results {
 		postgres = postgres || r.engine == "postgres"
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\n", r.engine, r.path)
+			fmt.Fprintf(tw, "%s\t%s\tfailed: see below\t\t\t\t\t\t\t\t\t\n", r.engine, r.path)
 			continue
 		}
 		vs, cpuVs := "-", "-"

@@ -46,23 +46,28 @@ func Inherit(getenv func(string) string) (*Set, error) {
 	if len(pairs) > maxInherited {
 		return nil, fmt.Errorf("inheriting listeners: %s names %d listeners, at most %d", Env, len(pairs), maxInherited)
 	}
+	// Check the whole list before touching a descriptor: a wrong one is closed on failure.
+	fds := map[string]int{}
+	var names []string
 	for _, p := range pairs {
 		name, fdText, ok := strings.Cut(strings.TrimSpace(p), ":")
 		fd, err := strconv.Atoi(fdText)
 		if !ok || name == "" || err != nil || fd < 3 {
-			s.Close()
 			return nil, fmt.Errorf("inheriting listeners: %s=%q: want NAME:FD pairs with FD ≥ 3, got %q", Env, spec, p)
 		}
-		if _, dup := s.lns[name]; dup {
-			s.Close()
+		if _, dup := fds[name]; dup {
 			return nil, fmt.Errorf("inheriting listeners: %s names %q twice", Env, name)
 		}
-		f := os.NewFile(uintptr(fd), name)
+		fds[name] = fd
+		names = append(names, name)
+	}
+	for _, name := range names {
+		f := os.NewFile(uintptr(fds[name]), name)
 		ln, err := net.FileListener(f)
 		f.Close() // FileListener holds its own duplicate
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("inheriting listener %s from fd %d: %w", name, fd, err)
+			return nil, fmt.Errorf("inheriting listener %s from fd %d: %w", name, fds[name], err)
 		}
 		s.lns[name] = ln
 	}
