@@ -159,7 +159,7 @@ The load comes from wrk when it is installed, else from vegeta inside this proce
 			fs.DurationVar(&opts.Duration, "duration", 5*time.Second, "load time of each cell (target × connections × round)")
 			fs.IntVar(&opts.Rounds, "rounds", 3, "rounds; each figure is the median of the rounds")
 			fs.StringVar(&conns, "conns", "16,64", "comma-separated connection `COUNTS`")
-			fs.StringVar(&opts.Tool, "tool", "auto", "load generator: auto (wrk when installed, else vegeta), wrk or vegeta")
+			fs.StringVar(&opts.Tool, "tool", "auto", "load generator `NAME`: auto (wrk when installed, else vegeta), wrk or vegeta")
 			fs.IntVar(&opts.Threads, "threads", 1, "wrk threads")
 			fs.DurationVar(&opts.Warmup, "warmup", time.Second, "load sent to each target before the first round")
 			fs.StringVar(&opts.Baseline, "baseline", "", "another ficus binary (`PATH`) whose facade is measured too, as facade-base")

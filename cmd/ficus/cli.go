@@ -338,16 +338,6 @@ func isHostPort(s string) bool {
 	return err == nil && port != ""
 }
 
-// exactArgs allows exactly n positional arguments, named by what.
-func exactArgs(n int, what string) func([]string) error {
-	return func(args []string) error {
-		if len(args) != n {
-			return fmt.Errorf("want %s, got %q", what, args)
-		}
-		return nil
-	}
-}
-
 func upperFirst(s string) string {
 	if s == "" {
 		return s

@@ -297,7 +297,9 @@ func TestUpRefusesArguments(t *testing.T) {
 // and the file a token comes from.
 func TestRoutesSaysWhereTheTokenComesFrom(t *testing.T) {
 	dir := t.TempDir()
-	h := holdPorts(t, "facade", "admin", "monolith", "bus")
+	// Nothing binds these: ficus routes fails before it connects.
+	a := freeAddrs(t, 4)
+	h := &heldPorts{addrs: map[string]string{"facade": a[0], "admin": a[1], "monolith": a[2], "bus": a[3]}}
 	cfgPath := upConfig(t, dir, h, "")
 	cmd := exec.Command(ficusBin, "routes", "-c", cfgPath)
 	cmd.Env = append(os.Environ(), "E2E_TOKEN=")

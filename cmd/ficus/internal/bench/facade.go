@@ -516,4 +516,3 @@ func fmtLatency(d time.Duration) string {
 	}
 	return d.String()
 }
-

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	
+
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
@@ -134,4 +134,3 @@ func (vegetaGen) run(ctx context.Context, url string, conns int, d time.Duration
 	}
 	return res, nil
 }
-
