@@ -293,6 +293,26 @@ func TestUpRefusesArguments(t *testing.T) {
 	}
 }
 
+// TestUpGivesUpWhenAComponentIsNotReady: a component not ready within -ready-timeout makes
+// ficus up stop everything and exit 1 with the reason, rather than hang.
+func TestUpGivesUpWhenAComponentIsNotReady(t *testing.T) {
+	dir := t.TempDir()
+	h := holdPorts(t, "facade", "admin", "monolith", "bus")
+	cfgPath := upConfig(t, dir, h, "")
+	cmd := exec.Command(ficusBin, "up", "-c", cfgPath, "-ready-timeout", "1ms")
+	h.pass(cmd)
+	up := startFicus(t, cmd)
+	if code := up.wait(t, 20*time.Second); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(up.out.String(), "bus did not become ready within 1ms (-ready-timeout); stopped everything") {
+		t.Errorf("no reason given:\n%s", up.out)
+	}
+	if left := processesWith("-c " + cfgPath); len(left) > 0 {
+		t.Errorf("components still running after ficus up gave up: %v", left)
+	}
+}
+
 // TestRoutesSaysWhereTheTokenComesFrom: without a token, ficus routes names the variable
 // and the file a token comes from.
 func TestRoutesSaysWhereTheTokenComesFrom(t *testing.T) {

@@ -489,7 +489,8 @@ func natsReady(addr string) func(context.Context) error {
 			return err
 		}
 		defer conn.Close()
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		deadline, _ := dctx.Deadline()
+		_ = conn.SetReadDeadline(deadline)
 		line, err := bufio.NewReader(conn).ReadString('\n')
 		if err != nil {
 			return fmt.Errorf("nats://%s: no greeting: %w", addr, err)
