@@ -28,16 +28,25 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-## bench: throughput and latency figures, each against a baseline in the same run.
+## bench: throughput and latency figures, each against a baseline in the same run: orders
+## over HTTP against the same orders in process (per engine in BENCH_DB, e.g.
+## BENCH_DB=sqlite,postgres://…), events end to end against the pipeline's drain rate, the
+## facade against direct calls, a stock reverse proxy and nginx.
+BENCH_DB ?= sqlite
 bench: build
-	./$(BIN) bench orders -n 5000 -c 16
+	./$(BIN) bench orders -n 5000 -clients 16 -db '$(BENCH_DB)'
 	./$(BIN) bench events
 	./$(BIN) bench facade
 
-## fuzz: a short run of every fuzz target.
+## fuzz: a short run (FUZZTIME each) of every fuzz target in the module, found by go test -list.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./platform/config
-	$(GO) test -run XXX -fuzz FuzzMatch -fuzztime 30s ./facade/route
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 clean:
 	rm -rf bin data

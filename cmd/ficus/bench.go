@@ -2,158 +2,233 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
+	"net/url"
 	"os"
-	"path/filepath"
-	"runtime/pprof"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/ficus-project/ficus/monolith"
-	"github.com/ficus-project/ficus/monolith/customers"
-	"github.com/ficus-project/ficus/monolith/inventory"
-	"github.com/ficus-project/ficus/platform/config"
-	"github.com/ficus-project/ficus/platform/outbox/bench"
+	"github.com/ficus-project/ficus/cmd/ficus/internal/bench"
+	"github.com/ficus-project/ficus/cmd/ficus/internal/listener"
 )
 
-// cmdBench measures the system: `ficus bench orders` places orders with concurrent clients
-// against a monolith it starts on a fresh database (or the one at -url) and prints orders/s
-// and latency percentiles; `ficus bench facade` measures the facade's overhead against direct
-// calls, a stock reverse proxy and nginx; `ficus bench events` measures events end to end.
-func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "facade" {
-		return cmdBenchFacade(ctx, args[1:], getenv, stdout, stderr)
+// benchCommand measures the system; the work is in package bench.
+func benchCommand() *command {
+	return &command{
+		name:    "bench",
+		args:    "TARGET",
+		summary: "measure throughput and latency: bench orders | events | facade",
+		about: `Measures throughput and latency, each figure next to a baseline measured in the same run:
+orders over HTTP against the same orders placed in process, events end to end against the
+pipeline's own drain rate, and the facade against direct calls, a stock reverse proxy and
+nginx. docs/bench.md explains the method and the figures.`,
+		examples: []string{"ficus bench orders", "ficus bench events -n 20000", "ficus bench facade -duration 10s"},
+		subs: []*command{
+			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(),
+			benchBackendCommand(), benchStockProxyCommand(),
+		},
 	}
-	if len(args) > 0 && args[0] == "events" {
-		return cmdBenchEvents(ctx, args[1:], getenv, stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "orders" {
-		return usageError{"bench needs a target: orders | facade | events"}
-	}
-	fs := flag.NewFlagSet("bench orders", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	n := fs.Int("n", 5000, "orders to place")
-	c := fs.Int("c", 16, "concurrent clients")
-	url := fs.String("url", "", "a running monolith or facade (default: start a monolith on a fresh database)")
-	customer := fs.String("customer", "", "customer id to order as, with -url")
-	sku := fs.String("sku", "STICKER-FIG", "SKU to order, with -url")
-	withKey := fs.Bool("idempotency", true, "send an Idempotency-Key with every order")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{}
-	}
-	started := ""
-	if *url == "" {
-		dir, err := os.MkdirTemp("", "ficus-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		cfg, err := config.Parse(filepath.Join(dir, "config.yaml"), []byte(
-			"backends: { monolith: { url: http://127.0.0.1:1 } }\nroutes: [{ match: { path: / }, to: monolith }]\nmonolith: { database: sqlite:bench.db }\n"))
-		if err != nil {
-			return err
-		}
-		m, err := monolith.New(ctx, cfg, nil)
-		if err != nil {
-			return err
-		}
-		defer m.Close()
-		limit, price, onHand := int64(1)<<50, int64(100), *n+1
-		cust, err := m.Customers.Create(ctx, customers.NewCustomer{Name: "Bench", Email: "bench@example.com", CreditLimitCents: &limit})
-		if err != nil {
-			return err
-		}
-		if _, err := m.Inventory.CreateItem(ctx, inventory.NewItem{SKU: *sku, Name: "Bench item", PriceCents: &price, OnHand: &onHand}); err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		srv := &http.Server{Handler: m.Handler()}
-		go srv.Serve(ln)
-		defer srv.Close()
-		*url, *customer = "http://"+ln.Addr().String(), cust.ID
-		started = *url
-	}
-	if *customer == "" {
-		return usageError{"-customer is required with -url"}
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *c, MaxConnsPerHost: *c}}
-	body := fmt.Sprintf(`{"customer_id":%q,"lines":[{"sku":%q,"quantity":1}]}`, *customer, *sku)
-	lat := make([]time.Duration, *n)
-	var next, failed atomic.Int64
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	var wg sync.WaitGroup
-	cpu0 := bench.ProcessCPU()
-	start := time.Now()
-	for i := 0; i < *c; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := next.Add(1) - 1
-				if k >= int64(*n) || ctx.Err() != nil {
-					return
-				}
-				t0 := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *url+"/api/orders", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				if *withKey {
-					req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(t0.UnixNano(), 36)+"-"+strconv.FormatInt(k, 10))
-				}
-				resp, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != http.StatusCreated {
-					failed.Add(1)
-				}
-				lat[k] = time.Since(t0)
+}
+
+// benchOrdersCommand places orders with concurrent clients.
+func benchOrdersCommand() *command {
+	var opts bench.OrdersOptions
+	var dbs string
+	var withKey bool
+	return &command{
+		name:    "orders",
+		summary: "orders/s, p50/p99 and CPU per order, over HTTP and in process, per database engine",
+		about: `Places one-line orders with concurrent clients, each waiting for its answer before it sends
+the next. For each database engine it measures the same orders twice, on a fresh monolith
+each time: in process (the orders module called directly, the baseline) and over HTTP on
+loopback (POST /api/orders). It prints orders/s, p50/p99/max latency and CPU per order, and
+the HTTP row's ratios to the in-process one.
+
+-db sqlite uses a fresh SQLite file in a temporary directory; a postgres:// URL uses your
+server (each run adds its own customer and item). -url measures a running monolith or facade
+instead, over HTTP only, with no baseline.`,
+		examples: []string{
+			"ficus bench orders",
+			"ficus bench orders -n 20000 -clients 32 -idempotency=false",
+			"ficus bench orders -db sqlite,postgres://postgres@127.0.0.1:5432/bench?sslmode=disable",
+			"ficus bench orders -url http://127.0.0.1:8080 -customer CUSTOMER_ID -sku BOOK-GO-1",
+		},
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&opts.Orders, "n", 5000, fmt.Sprintf("orders to place in each measurement (at most %d)", bench.MaxOrders))
+			fs.IntVar(&opts.Clients, "clients", 16, fmt.Sprintf("concurrent clients (at most %d)", bench.MaxClients))
+			fs.StringVar(&dbs, "db", "sqlite", "comma-separated database `ENGINES`: sqlite and/or postgres:// URLs")
+			fs.StringVar(&opts.URL, "url", "", "a running monolith or facade `URL` to measure instead (HTTP only, no baseline)")
+			fs.StringVar(&opts.Customer, "customer", "", "customer `ID` to order as, with -url")
+			fs.StringVar(&opts.SKU, "sku", "STICKER-FIG", "`SKU` to order, with -url")
+			fs.BoolVar(&withKey, "idempotency", true, "send an Idempotency-Key with every HTTP order")
+			fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			if opts.Orders < 1 || opts.Clients < 1 {
+				return usageError{"ficus bench orders", fmt.Sprintf("-n %d, -clients %d: both must be at least 1", opts.Orders, opts.Clients)}
 			}
-		}()
+			opts.NoIdempotencyKey = !withKey
+			for d := range strings.SplitSeq(dbs, ",") {
+				if d = strings.TrimSpace(d); d != "" {
+					opts.Databases = append(opts.Databases, d)
+				}
+			}
+			return benchUsage("ficus bench orders", bench.ErrOrdersOptions, bench.Orders(ctx, opts, e.stdout))
+		},
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := bench.ProcessCPU() - cpu0
-	done := min(int(next.Load()), *n)
-	lat = lat[:done]
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+}
+
+// benchUsage turns an options mistake of a benchmark into a usage error.
+func benchUsage(path string, optionsErr, err error) error {
+	if errors.Is(err, optionsErr) {
+		return usageError{path, strings.ReplaceAll(err.Error(), optionsErr.Error()+": ", "")}
 	}
-	fmt.Fprintf(stdout, "orders: %d placed with %d clients in %s, %d failed\n", done, *c, elapsed.Round(time.Millisecond), failed.Load())
-	fmt.Fprintf(stdout, "orders/s: %.0f   p50: %s   p99: %s   max: %s\n",
-		float64(done)/elapsed.Seconds(), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
-	if *url == started {
-		fmt.Fprintf(stdout, "CPU per order: %s (server and clients share this process; the steadiest figure on a busy machine)\n",
-			(cpu / time.Duration(max(done, 1))).Round(time.Microsecond))
+	return err
+}
+
+// benchEventsCommand measures events end to end, and the pipeline alone as its baseline.
+func benchEventsCommand() *command {
+	var n, rate, producers int
+	return &command{
+		name:    "events",
+		summary: "events end to end (commit → outbox → relay → JetStream → inbox), against the pipeline's drain rate",
+		about: `Measures events end to end: producers commit state changes, each with its event recorded in
+the same transaction; the outbox relay publishes them to an embedded JetStream server; a
+consumer applies each through its inbox in another database. Then, as the baseline of the
+same run, the same changes committed first and drained by the pipeline alone. Each run uses
+fresh SQLite files and a fresh JetStream store in a temporary directory.`,
+		examples: []string{"ficus bench events", "ficus bench events -n 20000 -producers 8", "ficus bench events -rate 2000"},
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&n, "n", 10000, "events (state changes) per run (at most 1000000)")
+			fs.IntVar(&rate, "rate", 0, "pace producers at this many events/s (0: flat out)")
+			fs.IntVar(&producers, "producers", 2, "goroutines committing changes (at most 256)")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			if n < 1 || n > 1_000_000 || rate < 0 || producers < 1 || producers > 256 {
+				return usageError{"ficus bench events", "-n must be 1–1000000, -producers 1–256, -rate 0 or more"}
+			}
+			runs := []struct {
+				name string
+				opts bench.EventsOptions
+			}{
+				{"end to end", bench.EventsOptions{Events: n, Rate: rate, Producers: producers}},
+				{"pipeline only (backlog)", bench.EventsOptions{Events: n, Producers: producers, Backlog: true}},
+			}
+			var results []bench.EventsResult
+			for _, r := range runs {
+				dir, err := os.MkdirTemp("", "ficus-bench-events-")
+				if err != nil {
+					return err
+				}
+				r.opts.Dir = dir
+				res, err := bench.Events(ctx, r.opts)
+				os.RemoveAll(dir)
+				if err != nil {
+					return fmt.Errorf("bench events (%s): %w", r.name, err)
+				}
+				results = append(results, res)
+				fmt.Fprintf(e.stdout, "events %-24s %s\n", r.name+":", res)
+			}
+			if base := results[1].Throughput; base > 0 {
+				fmt.Fprintf(e.stdout, "end to end runs at %.2f× the pipeline's own drain rate: the producing side (one SQLite writer) is the limit when this is well below 1\n",
+					results[0].Throughput/base)
+			}
+			return nil
+		},
 	}
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d orders failed", failed.Load())
+}
+
+// benchFacadeCommand measures the facade's overhead.
+func benchFacadeCommand() *command {
+	var opts bench.FacadeOptions
+	var conns string
+	return &command{
+		name:    "facade",
+		summary: "the facade's overhead against direct calls, a stock reverse proxy and nginx",
+		about: `Measures the facade's overhead. It starts a small backend, the facade (every policy on), a
+stock httputil.ReverseProxy and, when it is installed, nginx, each its own process on
+loopback, and sends the same GET to each of them and to the backend directly, interleaved,
+round after round. It prints the medians of the rounds: requests/s, p50/p99, each proxy
+process's CPU time per request and RSS, and the ratios to the stock proxy and to nginx.
+The load comes from wrk when it is installed, else from vegeta inside this process.`,
+		examples: []string{"ficus bench facade", "ficus bench facade -duration 10s -rounds 5 -conns 16", "ficus bench facade -baseline /tmp/ficus-old"},
+		flags: func(fs *flag.FlagSet) {
+			fs.DurationVar(&opts.Duration, "duration", 5*time.Second, "load time of each cell (target × connections × round)")
+			fs.IntVar(&opts.Rounds, "rounds", 3, "rounds; each figure is the median of the rounds")
+			fs.StringVar(&conns, "conns", "16,64", "comma-separated connection `COUNTS`")
+			fs.StringVar(&opts.Tool, "tool", "auto", "load generator `NAME`: auto (wrk when installed, else vegeta), wrk or vegeta")
+			fs.IntVar(&opts.Threads, "threads", 1, "wrk threads")
+			fs.DurationVar(&opts.Warmup, "warmup", time.Second, "load sent to each target before the first round")
+			fs.StringVar(&opts.Baseline, "baseline", "", "another ficus binary (`PATH`) whose facade is measured too, as facade-base")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			var err error
+			if opts.Conns, err = bench.ParseConns(conns); err != nil {
+				return usageError{"ficus bench facade", err.Error()}
+			}
+			if opts.Self, err = os.Executable(); err != nil {
+				return fmt.Errorf("finding the ficus binary to start the benchmark processes: %w", err)
+			}
+			return benchUsage("ficus bench facade", bench.ErrFacadeOptions, bench.Facade(ctx, opts, e.stdout, e.stderr))
+		},
 	}
-	return nil
+}
+
+// benchBackendCommand is the backend process bench facade starts.
+func benchBackendCommand() *command {
+	var addr string
+	return &command{
+		name:     bench.BackendCommand,
+		hidden:   true,
+		summary:  "internal: the backend ficus bench facade measures against",
+		examples: []string{"ficus bench " + bench.BackendCommand + " -listen 127.0.0.1:0"},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&addr, "listen", "127.0.0.1:0", "listen `ADDR`")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			ln, err := benchListen(ctx, e, "backend", addr)
+			if err != nil {
+				return err
+			}
+			return bench.ServeBackend(ctx, ln, e.stdout)
+		},
+	}
+}
+
+// benchStockProxyCommand is the stock reverse proxy process bench facade starts.
+func benchStockProxyCommand() *command {
+	var addr, to string
+	return &command{
+		name:     bench.StockProxyCommand,
+		hidden:   true,
+		summary:  "internal: the stock httputil.ReverseProxy ficus bench facade compares with",
+		examples: []string{"ficus bench " + bench.StockProxyCommand + " -to http://127.0.0.1:9000 -listen 127.0.0.1:0"},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&addr, "listen", "127.0.0.1:0", "listen `ADDR`")
+			fs.StringVar(&to, "to", "", "backend `URL` to proxy to (required)")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			u, err := url.Parse(to)
+			if err != nil || u.Host == "" {
+				return usageError{"ficus bench " + bench.StockProxyCommand, fmt.Sprintf("-to %q: want the backend's http:// URL", to)}
+			}
+			ln, err := benchListen(ctx, e, "proxy", addr)
+			if err != nil {
+				return err
+			}
+			return bench.ServeStockProxy(ctx, ln, u, e.stdout)
+		},
+	}
+}
+
+func benchListen(ctx context.Context, e env, name, addr string) (net.Listener, error) {
+	inherited, err := listener.Inherit(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	defer inherited.Close()
+	return listen(ctx, inherited, name, addr)
 }

@@ -20,10 +20,12 @@ import (
 )
 
 // TestDeadLetterCommands parks a poison event with a real consumer against a real ficus
-// serve bus process, then lists and replays it with the CLI as an operator would.
+// serve bus process, then lists and replays it with the CLI as an operator would. The bus
+// serves on a port the test holds and hands it (an inherited listener).
 func TestDeadLetterCommands(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddrs(t, 1)[0]
+	h := holdPorts(t, "bus")
+	addr := h.addr("bus")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`backends: { monolith: { url: http://127.0.0.1:1 } }
 routes: [{ match: { path: / }, to: monolith }]
@@ -32,6 +34,7 @@ events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, ficusBin, "serve", "bus", "-c", cfgPath)
+	h.pass(srv)
 	out, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -51,14 +54,18 @@ events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
 		t.Fatal(err)
 	}
 	defer b.Close()
-	var fixed, handled atomic.Bool
+	var fixed atomic.Bool
+	handled := make(chan struct{}, 1)
 	consumeCtx, stopConsumer := context.WithCancel(ctx)
 	defer stopConsumer()
 	go b.Consume(consumeCtx, "e2e-stock", func(ctx context.Context, e event.Event) error {
 		if !fixed.Load() {
 			return errors.New("handler bug")
 		}
-		handled.Store(true)
+		select {
+		case handled <- struct{}{}:
+		default:
+		}
 		return nil
 	}, bus.ConsumerOptions{MaxAttempts: 2, Backoff: func(int) time.Duration { return 50 * time.Millisecond }})
 	ev, err := event.New("/e2e", contract.TypeStockChanged, "SKU-1", contract.StockChanged{SKU: "SKU-1", OnHand: 1, Version: 1, Name: "x", PriceCents: 1})
@@ -79,7 +86,7 @@ events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
 		if time.Now().After(deadline) {
 			t.Fatalf("the poison event never showed in dlq list:\n%s (%v)", list, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // poll interval
 	}
 	for _, want := range []string{"e2e-stock", "handler bug", "1 dead letter(s)"} {
 		if !strings.Contains(list, want) {
@@ -92,10 +99,10 @@ events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
 	if err != nil || !strings.Contains(string(o), "replayed dead letter") {
 		t.Fatalf("dlq replay: %v\n%s", err, o)
 	}
-	for deadline := time.Now().Add(30 * time.Second); !handled.Load(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the replayed event never reached the fixed handler")
-		}
+	select {
+	case <-handled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replayed event never reached the fixed handler")
 	}
 	o, err = exec.Command(ficusBin, "events", "dlq", "replay", "no-such-id", "-c", cfgPath).CombinedOutput()
 	if exitStatus(err) != 1 || !strings.Contains(string(o), `no dead letter matches "no-such-id"`) {

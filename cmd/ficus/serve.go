@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gorm.io/gorm"
 
+	"github.com/ficus-project/ficus/cmd/ficus/internal/listener"
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
@@ -23,20 +24,21 @@ import (
 	"github.com/ficus-project/ficus/platform/store"
 )
 
-// cmdServe runs one component.
-func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"serve needs a component: facade | monolith | bus"}
+// serveCommand runs one component in the foreground.
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		args:    "COMPONENT",
+		summary: "run one component in the foreground: facade | monolith | bus",
+		about: `Runs one component in the foreground until interrupted (SIGINT or SIGTERM), then drains
+requests in flight. ficus up runs each component this way, as its own process.
+
+A parent process may pass a component its listening socket instead of letting it bind one:
+the environment variable FICUS_LISTENERS names inherited file descriptors, as in
+FICUS_LISTENERS=facade:3,admin:4 (names: facade, admin, monolith, bus).`,
+		examples: []string{"ficus serve monolith -seed", "ficus serve facade -listen 127.0.0.1:8080"},
+		subs:     []*command{serveFacadeCommand(), serveMonolithCommand(), serveBusCommand()},
 	}
-	switch args[0] {
-	case "facade":
-		return cmdServeFacade(ctx, args[1:], getenv, stdout, stderr)
-	case "monolith":
-		return cmdServeMonolith(ctx, args[1:], getenv, stdout, stderr)
-	case "bus":
-		return cmdServeBus(ctx, args[1:], getenv, stdout, stderr)
-	}
-	return usageError{fmt.Sprintf("unknown component %q (want facade, monolith or bus)", args[0])}
 }
 
 func newLogger(w io.Writer, getenv func(string) string) *slog.Logger {
@@ -47,54 +49,80 @@ func newLogger(w io.Writer, getenv func(string) string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// cmdServeMonolith runs the modular monolith.
-func cmdServeMonolith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve monolith", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "config.yaml", "config file")
-	listen := fs.String("listen", "", "listen address (default: monolith.listen from the config)")
-	seed := fs.Bool("seed", false, "add demo customers and items if the database is empty")
-	if err := fs.Parse(args); err != nil {
-		return usageError{}
+// listen returns the listener the parent passed under name, or a new one on addr.
+func listen(ctx context.Context, inherited *listener.Set, name, addr string) (net.Listener, error) {
+	if ln := inherited.Take(name); ln != nil {
+		return ln, nil
 	}
-	cfg, err := config.Load(*path)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listening for the %s: %w", name, err)
 	}
-	logger := newLogger(stderr, getenv).With("component", "monolith")
-	m, err := monolith.New(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if *seed {
-		demo, err := m.Seed(ctx)
-		if err != nil {
-			return err
-		}
-		logger.Info("demo data", "seeded", demo.Seeded, "customer_id", demo.CustomerID, "sku", demo.SKU)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.ServeMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		runRelay(relayCtx, cfg.Events, m.DB, "monolith", reg, logger)
-	}()
-	defer func() { stopRelay(); <-relayDone }()
+	return ln, nil
+}
 
-	addr := cfg.Monolith.Listen
-	if *listen != "" {
-		addr = *listen
+// serveMonolithCommand runs the modular monolith.
+func serveMonolithCommand() *command {
+	var path, listenAddr string
+	var seed bool
+	return &command{
+		name:    "monolith",
+		summary: "the modular monolith: the shop's HTTP API and its outbox relay",
+		about: `Runs the modular monolith: every module's HTTP routes on one listener, and the outbox relay
+that publishes the monolith's events to the bus (it waits for the bus; events committed
+meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
+		examples: []string{"ficus serve monolith", "ficus serve monolith -seed -listen 127.0.0.1:18081"},
+		flags: func(fs *flag.FlagSet) {
+			configFlag(fs, &path)
+			fs.StringVar(&listenAddr, "listen", "", "listen `ADDR` (default: monolith.listen from the config)")
+			fs.BoolVar(&seed, "seed", false, "add the demo customers and items if the database is empty")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			inherited, err := listener.Inherit(e.getenv)
+			if err != nil {
+				return err
+			}
+			defer inherited.Close()
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(e.stderr, e.getenv).With("component", "monolith")
+			m, err := monolith.New(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			if seed {
+				demo, err := m.Seed(ctx)
+				if err != nil {
+					return err
+				}
+				logger.Info("demo data", "seeded", demo.Seeded, "customer_id", demo.CustomerID, "sku", demo.SKU)
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			m.ServeMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+			relayCtx, stopRelay := context.WithCancel(ctx)
+			relayDone := make(chan struct{})
+			go func() {
+				defer close(relayDone)
+				runRelay(relayCtx, cfg.Events, m.DB, "monolith", reg, logger)
+			}()
+			defer func() { stopRelay(); <-relayDone }()
+
+			if listenAddr == "" {
+				listenAddr = cfg.Monolith.Listen
+			}
+			ln, err := listen(ctx, inherited, "monolith", listenAddr)
+			if err != nil {
+				return err
+			}
+			logger.Info("serving", "addr", ln.Addr().String(), "database", config.Redact(cfg.Monolith.Database))
+			return serveHTTP(ctx, ln, m.Handler(), logger)
+		},
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("monolith: %w", err)
-	}
-	logger.Info("serving", "addr", ln.Addr().String(), "database", config.Redact(cfg.Monolith.Database))
-	return serveHTTP(ctx, ln, m.Handler(), logger)
 }
 
 // serveHTTP serves h on ln until ctx is done, then drains in-flight requests for up to 10s.

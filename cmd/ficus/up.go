@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,34 +11,61 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ficus-project/ficus/cmd/ficus/internal/dirlock"
+	"github.com/ficus-project/ficus/cmd/ficus/internal/listener"
+	"github.com/ficus-project/ficus/cmd/ficus/internal/procnet"
+	"github.com/ficus-project/ficus/facade"
 	"github.com/ficus-project/ficus/monolith"
+	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/platform/config"
 )
 
-// component is one process ficus up supervises.
-type component struct {
-	name string
-	args []string
-	// env is added to the process's environment.
-	env []string
-	// ready reports whether the component accepts work.
-	ready func(ctx context.Context) error
+// upCommand starts every component, each its own process.
+func upCommand() *command {
+	var path string
+	var readyTimeout time.Duration
+	return &command{
+		name:    "up",
+		summary: "seed demo data and start every component in config.yaml, each its own process",
+		about: `Seeds demo data into an empty monolith database, starts every component config.yaml names
+(the embedded bus, the monolith, the facade), each as its own process with its log lines
+prefixed by its name, and prints where to look and a curl to try. It restarts a component
+that dies and stops them all on Ctrl-C.
+
+It refuses to start when another ficus up uses the same data directory (it holds a lock,
+data/ficus.lock) or when a port it needs is taken, and names the process holding it. It binds
+every port itself before anything starts and hands each component its socket, so a
+component that restarts loses no connection: clients wait in the queue meanwhile. A
+component that does not become ready within -ready-timeout, or exits before it is ready,
+stops everything with the reason and exit status 1.
+
+The admin token ($FICUS_ADMIN_TOKEN, else data/admin.token, else a new one written there) is
+shown once, in the banner, and handed only to the facade.`,
+		examples: []string{"ficus up", "ficus up -c staging.yaml -ready-timeout 2m"},
+		flags: func(fs *flag.FlagSet) {
+			configFlag(fs, &path)
+			fs.DurationVar(&readyTimeout, "ready-timeout", 60*time.Second, "how long each component may take to become ready")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			if readyTimeout <= 0 {
+				return usageError{"ficus up", "-ready-timeout must be positive"}
+			}
+			return up(ctx, e, path, readyTimeout)
+		},
+	}
 }
 
-// cmdUp seeds demo data, starts every component as its own process with prefixed logs,
-// prints where to look, restarts a component that dies, and stops them all on interrupt.
-func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "config.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
-		return usageError{}
-	}
-	cfg, err := config.Load(*path)
+// up is ficus up: lock, bind, seed, start, supervise.
+func up(ctx context.Context, e env, path string, readyTimeout time.Duration) error {
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
@@ -49,11 +74,37 @@ func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("finding the ficus binary: %w", err)
 	}
 
+	for _, dir := range stateDirs(cfg) {
+		lock, err := dirlock.Acquire(dir)
+		if errors.Is(err, dirlock.ErrLocked) {
+			return fmt.Errorf("another ficus is using this data: %w; stop it first (Ctrl-C where it runs), or give this one other data paths in %s", err, path)
+		}
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
+
+	inherited, err := listener.Inherit(e.getenv)
+	if err != nil {
+		return err
+	}
+	defer inherited.Close()
+	socks, err := bindAll(ctx, cfg, inherited)
+	if err != nil {
+		return err
+	}
+	defer socks.close()
+
 	m, err := monolith.New(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
 	demo, err := m.Seed(ctx)
+	var people []demoCustomer
+	if err == nil {
+		people, err = demoCustomers(ctx, m.Customers)
+	}
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}
@@ -61,112 +112,293 @@ func cmdUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	// Every component gets the admin token; one is made up when the environment has none,
-	// so the admin API is never open, and the banner says what it is.
-	token := getenv(cfg.Facade.Admin.TokenEnv)
-	if token == "" {
-		var b [16]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("making an admin token: %w", err)
-		}
-		token = hex.EncodeToString(b[:])
+	token, source, err := facade.AdminToken(cfg, e.getenv)
+	if err != nil {
+		return err
 	}
-	env := []string{cfg.Facade.Admin.TokenEnv + "=" + token}
 
-	var comps []component
-	if cfg.Events.Bus == "embedded" {
-		comps = append(comps, component{name: "bus", args: []string{"serve", "bus", "-c", *path}, env: env, ready: tcpReady(cfg.Events.Embedded.Listen)})
-	}
-	comps = append(comps,
-		component{name: "monolith", args: []string{"serve", "monolith", "-c", *path}, env: env, ready: httpReady("http://" + cfg.Monolith.Listen + "/readyz")},
-		component{name: "facade", args: []string{"serve", "facade", "-c", *path}, env: env, ready: httpReady("http://" + cfg.Facade.Admin.Listen + "/readyz")},
-	)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var out sync.Mutex // one line at a time from every child
-	var wg sync.WaitGroup
-	for _, c := range comps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			supervise(ctx, self, c, &out, stdout)
-		}()
-		readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		err := waitReady(readyCtx, c)
-		cancel()
-		if err != nil {
-			interrupted := ctx.Err() != nil
-			cancel()
-			wg.Wait()
-			if interrupted {
-				return nil
-			}
-			return fmt.Errorf("%s did not become ready: %w", c.name, err)
+	comps := components(cfg, path, token, socks)
+	s := &supervisor{self: self, w: e.stdout}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := s.startAll(ctx, comps, readyTimeout); err != nil {
+		stop()
+		s.wait()
+		if errors.Is(err, errInterrupted) {
+			return nil
 		}
+		return err
 	}
-	out.Lock()
-	printBanner(stdout, cfg, demo, token, self)
-	out.Unlock()
-	wg.Wait()
+	s.locked(func() {
+		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, people: people, token: token,
+			tokenSource: source, self: self})
+	})
+	s.wait()
 	return nil
 }
 
-func printBanner(w io.Writer, cfg *config.Config, demo monolith.Demo, token, self string) {
-	facade := "http://" + cfg.Facade.Listen
-	fmt.Fprintf(w, `
-  Ficus is up.
-    facade      %s        (every request goes through here)
-    admin       http://%s  (Authorization: Bearer %s)
-    monolith    http://%s
-    events      %s
-  Place an order through the facade:
-
-    curl -s -X POST %s/api/orders \
-      -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%%s%%N)" \
-      -d '{"customer_id":"%s","lines":[{"sku":"%s","quantity":1}]}'
-
-  Items:  curl -s %s/api/inventory/items
-  Routes: %s=%s %s routes -c %s
-  Stop:   Ctrl-C
-`, facade, cfg.Facade.Admin.Listen, token, cfg.Monolith.Listen, busName(cfg), facade, demo.CustomerID, demo.SKU, facade,
-		cfg.Facade.Admin.TokenEnv, token, self, cfg.Path)
-}
-
-func busName(cfg *config.Config) string {
+// stateDirs are the directories ficus up keeps state in, each locked while it runs: the
+// monolith's SQLite database's, the embedded bus store's parent and the admin token file's.
+// With the defaults that is data/ alone.
+func stateDirs(cfg *config.Config) []string {
+	var dirs []string
+	add := func(p string) {
+		if p == "" {
+			return
+		}
+		d := filepath.Clean(filepath.Dir(cfg.Resolve(p)))
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	if p, ok := strings.CutPrefix(cfg.Monolith.Database, "sqlite:"); ok {
+		add(p)
+	}
 	if cfg.Events.Bus == "embedded" {
-		return "nats://" + cfg.Events.Embedded.Listen + " (embedded JetStream)"
+		add(strings.TrimRight(cfg.Events.Embedded.Store, "/"))
 	}
-	return cfg.Events.Bus
+	add(cfg.Facade.Admin.TokenFile)
+	return dirs
 }
 
-// supervise runs c until ctx is done, restarting it with backoff when it dies.
-func supervise(ctx context.Context, self string, c component, out *sync.Mutex, w io.Writer) {
-	backoff := 500 * time.Millisecond
-	for ctx.Err() == nil {
-		started := time.Now()
-		err := runChild(ctx, self, c, out, w)
-		if ctx.Err() != nil {
-			return
+// socket is a port ficus up holds for a component.
+type socket struct {
+	name  string // the listener's name for the child: bus, monolith, facade, admin
+	field string // the config field that gives its address
+	ln    net.Listener
+	file  *os.File // the duplicate handed to each incarnation of the child
+}
+
+type sockets []*socket
+
+func (ss sockets) get(name string) *socket {
+	for _, s := range ss {
+		if s.name == name {
+			return s
 		}
-		if time.Since(started) > 30*time.Second {
-			backoff = 500 * time.Millisecond
+	}
+	return nil
+}
+
+func (ss sockets) close() {
+	for _, s := range ss {
+		if s.file != nil {
+			s.file.Close()
 		}
-		logLine(out, w, c.name, fmt.Sprintf("exited (%v); restarting in %s", err, backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		s.ln.Close()
 	}
 }
+
+// bindAll binds every port the components need, before any of them starts, and reports
+// every port that is taken at once, naming what holds it.
+func bindAll(ctx context.Context, cfg *config.Config, inherited *listener.Set) (sockets, error) {
+	want := []struct{ name, field, addr string }{}
+	if cfg.Events.Bus == "embedded" {
+		want = append(want, struct{ name, field, addr string }{"bus", "events.embedded.listen", cfg.Events.Embedded.Listen})
+	}
+	want = append(want,
+		struct{ name, field, addr string }{"monolith", "monolith.listen", cfg.Monolith.Listen},
+		struct{ name, field, addr string }{"facade", "facade.listen", cfg.Facade.Listen},
+		struct{ name, field, addr string }{"admin", "facade.admin.listen", cfg.Facade.Admin.Listen},
+	)
+	var ss sockets
+	var errs []error
+	for _, w := range want {
+		ln := inherited.Take(w.name)
+		if ln == nil {
+			var lc net.ListenConfig
+			var err error
+			if ln, err = lc.Listen(ctx, "tcp", w.addr); err != nil {
+				errs = append(errs, portError(w.field, w.addr, err, ss))
+				continue
+			}
+		}
+		s := &socket{name: w.name, field: w.field, ln: ln}
+		f, err := listener.File(ln)
+		if err != nil {
+			ln.Close()
+			errs = append(errs, err)
+			continue
+		}
+		s.file = f
+		ss = append(ss, s)
+	}
+	if len(errs) > 0 {
+		ss.close()
+		return nil, errors.Join(errs...)
+	}
+	return ss, nil
+}
+
+// portError explains why addr could not be bound, naming what holds it when the OS says.
+func portError(field, addr string, err error, mine sockets) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: %w", field, addr, err)
+	}
+	for _, s := range mine {
+		if s.ln.Addr().String() == addr {
+			return fmt.Errorf("%s %s is also %s in the config: give each component its own port", field, addr, s.field)
+		}
+	}
+	_, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	who := "another process (the OS does not say which; try: ss -ltnp 'sport = :" + portText + "')"
+	if p, ok := procnet.Listener("/proc", port); ok {
+		who = p.String()
+	}
+	return fmt.Errorf("%s %s is in use by %s: stop it, or change %s in the config", field, addr, who, field)
+}
+
+// component is one process ficus up supervises.
+type component struct {
+	name string
+	args []string
+	// env is the process's whole environment.
+	env []string
+	// files are the listeners it inherits, by name.
+	files map[string]*os.File
+	// urls say where it serves, for the banner.
+	urls []string
+	// ready reports whether the component accepts work.
+	ready func(ctx context.Context) error
+
+	// exited receives each exit of the process, while someone listens (waitReady).
+	exited chan error
+	// tail keeps its last lines of output, to say why it failed.
+	mu   sync.Mutex
+	tail []string
+}
+
+func (c *component) remember(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.tail) == 8 {
+		c.tail = c.tail[1:]
+	}
+	c.tail = append(c.tail, line)
+}
+
+func (c *component) lastLines() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.tail, "\n  ")
+}
+
+// components lists what ficus up starts, in order: the bus, the monolith, the facade.
+func components(cfg *config.Config, path, token string, socks sockets) []*component {
+	// The children inherit this process's environment, less the admin token (only the facade
+	// gets it) and the listeners this process took from its own parent.
+	base := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, cfg.Facade.Admin.TokenEnv+"=") || strings.HasPrefix(kv, listener.Env+"=")
+	})
+	files := func(names ...string) map[string]*os.File {
+		m := map[string]*os.File{}
+		for _, n := range names {
+			m[n] = socks.get(n).file
+		}
+		return m
+	}
+	addr := func(name string) string { return socks.get(name).ln.Addr().String() }
+	var comps []*component
+	if s := socks.get("bus"); s != nil {
+		comps = append(comps, &component{name: "bus", args: []string{"serve", "bus", "-c", path}, env: base,
+			files: files("bus"), urls: []string{"nats://" + addr("bus")}, ready: natsReady(addr("bus"))})
+	}
+	comps = append(comps,
+		&component{name: "monolith", args: []string{"serve", "monolith", "-c", path}, env: base,
+			files: files("monolith"), urls: []string{"http://" + addr("monolith")}, ready: httpReady("http://" + addr("monolith") + "/readyz")},
+		&component{name: "facade", args: []string{"serve", "facade", "-c", path},
+			env:   append(slices.Clone(base), cfg.Facade.Admin.TokenEnv+"="+token),
+			files: files("facade", "admin"), urls: []string{"http://" + addr("facade"), "http://" + addr("admin")},
+			ready: httpReady(facadeAdminURL(addr("admin")) + "/readyz")},
+	)
+	for _, c := range comps {
+		c.exited = make(chan error, 1)
+	}
+	return comps
+}
+
+// supervisor runs the components' processes, restarts those that die, and writes their
+// output, one prefixed line at a time.
+type supervisor struct {
+	self string
+	w    io.Writer
+	mu   sync.Mutex // one line at a time from every child
+	wg   sync.WaitGroup
+}
+
+func (s *supervisor) locked(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+}
+
+func (s *supervisor) logLine(name, line string) {
+	s.locked(func() { fmt.Fprintf(s.w, "%-9s| %s\n", name, line) })
+}
+
+// start runs c until ctx is done, restarting it with backoff when it dies.
+func (s *supervisor) start(ctx context.Context, c *component) {
+	s.wg.Go(func() {
+		backoff := 500 * time.Millisecond
+		for ctx.Err() == nil {
+			started := time.Now()
+			err := s.runChild(ctx, c)
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case c.exited <- err:
+			default:
+			}
+			if time.Since(started) > 30*time.Second {
+				backoff = 500 * time.Millisecond
+			}
+			s.logLine(c.name, fmt.Sprintf("exited (%v); restarting in %s", err, backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	})
+}
+
+// errInterrupted means ficus up was asked to stop while it was starting the components.
+var errInterrupted = errors.New("interrupted")
+
+// startAll starts the components one after the other, each once the one before is ready.
+// It fails when one exits before it is ready or is not ready within readyTimeout; the
+// caller then stops the others by cancelling ctx.
+func (s *supervisor) startAll(ctx context.Context, comps []*component, readyTimeout time.Duration) error {
+	for _, c := range comps {
+		s.start(ctx, c)
+		readyCtx, readyDone := context.WithTimeout(ctx, readyTimeout)
+		err := s.waitReady(readyCtx, c)
+		readyDone()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return errInterrupted
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%s did not become ready within %s (-ready-timeout); stopped everything: %w", c.name, readyTimeout, err)
+		default:
+			return fmt.Errorf("%s did not become ready; stopped everything: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// wait waits for every supervised process to have stopped.
+func (s *supervisor) wait() { s.wg.Wait() }
 
 // runChild starts one process and copies its output, prefixed, until it exits. On ctx done
 // it sends SIGTERM and, after 10s, SIGKILL.
-func runChild(ctx context.Context, self string, c component, out *sync.Mutex, w io.Writer) error {
-	cmd := exec.Command(self, c.args...)
-	cmd.Env = append(os.Environ(), c.env...)
+func (s *supervisor) runChild(ctx context.Context, c *component) error {
+	cmd := exec.Command(s.self, c.args...)
+	cmd.Env = slices.Clone(c.env)
+	listener.Pass(cmd, c.files)
 	// Its own process group keeps a terminal's Ctrl-C for ficus up, which stops the children
 	// in order; Pdeathsig stops a child whose ficus up died without doing so.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -181,7 +413,8 @@ func runChild(ctx context.Context, self string, c component, out *sync.Mutex, w 
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
-			logLine(out, w, c.name, sc.Text())
+			c.remember(sc.Text())
+			s.logLine(c.name, sc.Text())
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
@@ -204,13 +437,8 @@ func runChild(ctx context.Context, self string, c component, out *sync.Mutex, w 
 	return err
 }
 
-func logLine(out *sync.Mutex, w io.Writer, name, line string) {
-	out.Lock()
-	defer out.Unlock()
-	fmt.Fprintf(w, "%-9s| %s\n", name, line)
-}
-
-func waitReady(ctx context.Context, c component) error {
+// waitReady polls c until it is ready, ctx is done, or its process exits.
+func (s *supervisor) waitReady(ctx context.Context, c *component) error {
 	for {
 		err := c.ready(ctx)
 		if err == nil {
@@ -218,7 +446,12 @@ func waitReady(ctx context.Context, c component) error {
 		}
 		select {
 		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
+			return fmt.Errorf("%w; last check: %v", ctx.Err(), err)
+		case exit := <-c.exited:
+			if last := c.lastLines(); last != "" {
+				return fmt.Errorf("it exited (%v); its last lines:\n  %s", exit, last)
+			}
+			return fmt.Errorf("it exited (%v)", exit)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -243,13 +476,114 @@ func httpReady(url string) func(context.Context) error {
 	}
 }
 
-func tcpReady(addr string) func(context.Context) error {
+// natsReady checks that a NATS server answers on addr: it greets every client with an INFO
+// line. A TCP connect alone proves nothing here, because ficus up holds the port itself and
+// the kernel accepts connections into the backlog before any server runs.
+func natsReady(addr string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		conn, err := d.DialContext(dctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
-		return conn.Close()
+		defer conn.Close()
+		deadline, _ := dctx.Deadline()
+		_ = conn.SetReadDeadline(deadline)
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("nats://%s: no greeting: %w", addr, err)
+		}
+		if !strings.HasPrefix(line, "INFO ") {
+			return fmt.Errorf("nats://%s: not a NATS server (it said %.40q)", addr, line)
+		}
+		return nil
 	}
+}
+
+// demoCustomer is a seeded customer and what it demonstrates.
+type demoCustomer struct {
+	email, shows, id string
+}
+
+// demoCustomerNotes says what each seeded customer demonstrates, in the banner's order.
+var demoCustomerNotes = []struct{ email, shows string }{
+	{monolith.DemoEmail, "plenty of credit (5,000.00): orders go through, 201"},
+	{"bob@decline.test", "card always declined: 402 payment_declined"},
+	{"olga@outage.test", "payment gateway outage: 503 gateway_unavailable"},
+	{"cass@example.com", "credit limit 20.00: a second MUG-FICUS goes over it, 402"},
+}
+
+// demoCustomers looks the seeded customers up by email; those not in the database (it held
+// other data before the first run) are left out.
+func demoCustomers(ctx context.Context, cs *customers.Service) ([]demoCustomer, error) {
+	var out []demoCustomer
+	for _, n := range demoCustomerNotes {
+		c, err := cs.ByEmail(ctx, n.email)
+		if errors.Is(err, customers.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("looking up demo customer %s: %w", n.email, err)
+		}
+		out = append(out, demoCustomer{email: n.email, shows: n.shows, id: c.ID})
+	}
+	return out, nil
+}
+
+// banner is what ficus up prints once everything is ready.
+type banner struct {
+	cfg         *config.Config
+	comps       []*component
+	demo        monolith.Demo
+	people      []demoCustomer
+	token       string
+	tokenSource string
+	self        string
+}
+
+func printBanner(w io.Writer, b banner) {
+	cfg := b.cfg
+	var facadeURL, adminURL string
+	fmt.Fprintf(w, "\n  Ficus is up. Started %d components, each its own process:\n", len(b.comps))
+	for _, c := range b.comps {
+		switch c.name {
+		case "bus":
+			fmt.Fprintf(w, "    bus         %-28s embedded NATS JetStream, store %s\n", c.urls[0], cfg.Resolve(cfg.Events.Embedded.Store))
+		case "monolith":
+			fmt.Fprintf(w, "    monolith    %-28s database %s\n", c.urls[0], config.Redact(cfg.Monolith.Database))
+		case "facade":
+			facadeURL, adminURL = c.urls[0], c.urls[1]
+			fmt.Fprintf(w, "    facade      %-28s every request goes through here\n", facadeURL)
+			fmt.Fprintf(w, "    admin       %-28s routes, breakers, /metrics\n", adminURL)
+		}
+	}
+	if cfg.Events.Bus != "embedded" {
+		fmt.Fprintf(w, "    events      %s (external NATS, not started here)\n", config.Redact(cfg.Events.Bus))
+	}
+	tokenShown := b.token
+	if strings.HasPrefix(b.tokenSource, "$") {
+		tokenShown = b.tokenSource // the person who set it knows it; don't echo it
+	}
+	fmt.Fprintf(w, "  Admin token (shown only here; also in %s): %s\n", cfg.Resolve(cfg.Facade.Admin.TokenFile), tokenShown)
+	if len(b.people) > 0 {
+		fmt.Fprintln(w, "\n  Demo customers (customer_id for POST /api/orders):")
+		for _, p := range b.people {
+			fmt.Fprintf(w, "    %-18s %s  %s\n", p.email, p.id, p.shows)
+		}
+		fmt.Fprintln(w, "  Demo items: BOOK-GO-1 (39.99), MUG-FICUS (12.99), STICKER-FIG (1.99), LAMP-RARE (250.00, one in stock)")
+	}
+	fmt.Fprintf(w, `
+  Place an order through the facade:
+
+    curl -s -X POST %s/api/orders \
+      -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%%s%%N)" \
+      -d '{"customer_id":"%s","lines":[{"sku":"%s","quantity":1}]}'
+
+  Items:  curl -s %s/api/inventory/items
+  Routes: %s routes -c %s
+  Events: %s events tail -all -c %s
+  Stop:   Ctrl-C
+`, facadeURL, b.demo.CustomerID, b.demo.SKU, facadeURL, b.self, cfg.Path, b.self, cfg.Path)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,7 +23,26 @@ import (
 // cfg.Embedded.Store, resolved with resolve when it is relative. It creates the event streams,
 // then calls ready, if not nil, with the address clients connect to. It refuses an external
 // bus: there is nothing to serve.
+//
+// The server's own startup notices (its banner, some 25 lines) are logged at debug level;
+// warnings and errors at theirs.
 func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) string, logger *slog.Logger, ready func(addr string)) error {
+	return serveEmbedded(ctx, nil, cfg, resolve, logger, ready)
+}
+
+// ServeEmbeddedOn is ServeEmbedded on a listener the caller already holds, for example one a
+// parent process bound and passed down so that the port stays bound while this server
+// restarts. cfg.Embedded.Listen is then ignored. Each connection accepted on ln is handed to
+// the server as an in-process connection. ServeEmbeddedOn closes ln when it returns.
+func ServeEmbeddedOn(ctx context.Context, ln net.Listener, cfg config.Events, resolve func(string) string, logger *slog.Logger, ready func(addr string)) error {
+	if ln == nil {
+		return errors.New("serving embedded bus: no listener")
+	}
+	defer ln.Close()
+	return serveEmbedded(ctx, ln, cfg, resolve, logger, ready)
+}
+
+func serveEmbedded(ctx context.Context, ln net.Listener, cfg config.Events, resolve func(string) string, logger *slog.Logger, ready func(addr string)) error {
 	if cfg.Bus != "" && cfg.Bus != "embedded" {
 		return fmt.Errorf("serving embedded bus: events.bus is %s, an external server", config.Redact(cfg.Bus))
 	}
@@ -30,6 +50,9 @@ func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	listen := cfg.Embedded.Listen
+	if ln != nil {
+		listen = ln.Addr().String()
+	}
 	if listen == "" {
 		listen = "127.0.0.1:4222"
 	}
@@ -61,6 +84,8 @@ func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) 
 		JetStream:  true,
 		StoreDir:   dir,
 		NoSigs:     true,
+		// With a listener of our own the server accepts nothing itself: bridge feeds it.
+		DontListen: ln != nil,
 	})
 	if err != nil {
 		return fmt.Errorf("serving embedded bus: %w", err)
@@ -86,7 +111,19 @@ func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) 
 	if err != nil {
 		return fmt.Errorf("serving embedded bus: %w", err)
 	}
-	addr := srv.Addr().String()
+	var addr string
+	if ln != nil {
+		addr = ln.Addr().String()
+		bridged := make(chan struct{})
+		go func() {
+			defer close(bridged)
+			bridge(ln, srv, logger)
+		}()
+		// Shutting the server down ends the bridged connections; closing ln ends bridge.
+		defer func() { ln.Close(); <-bridged }()
+	} else {
+		addr = srv.Addr().String()
+	}
 	logger.Info("embedded bus ready", "addr", addr, "store", dir)
 	if ready != nil {
 		ready(addr)
@@ -96,10 +133,48 @@ func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) 
 	return nil
 }
 
-// serverLogger writes the NATS server's log through slog.
+// bridge accepts connections on ln and hands each to srv as an in-process connection,
+// copying bytes both ways, until ln is closed.
+func bridge(ln net.Listener, srv *server.Server, logger *slog.Logger) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				logger.Error("embedded bus: accepting connections", "err", err)
+			}
+			return
+		}
+		inner, err := srv.InProcessConn()
+		if err != nil {
+			logger.Warn("embedded bus: refusing a connection", "err", err)
+			conn.Close()
+			continue
+		}
+		go splice(conn, inner)
+	}
+}
+
+// splice copies between a and b until either side ends, then closes both.
+func splice(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	a.Close()
+	b.Close()
+	<-done
+}
+
+// serverLogger writes the NATS server's log through slog. Its notices (the startup banner,
+// listening addresses, JetStream settings) go to debug: the components log their own one-line
+// readiness, and FICUS_LOG=debug shows the server's detail when it is wanted.
 type serverLogger struct{ l *slog.Logger }
 
-func (s serverLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }

@@ -13,11 +13,11 @@ var (
 	benchProd   = flag.Int("bench.producers", 4, "producer goroutines, one transaction per change")
 )
 
-// TestEndToEndSmall keeps the benchmark working: a short, paced run must apply every event.
-func TestEndToEndSmall(t *testing.T) {
+// TestEventsSmall keeps the benchmark working: a short, paced run must apply every event.
+func TestEventsSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := EndToEnd(ctx, Options{Dir: t.TempDir(), Events: 1000, Rate: 2000})
+	r, err := Events(ctx, EventsOptions{Dir: t.TempDir(), Events: 1000, Rate: 2000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestEndToEndSmall(t *testing.T) {
 // paced at -bench.rate, and the relay-to-consumer throughput draining a committed backlog.
 // Run it with
 //
-//	go test -run XXX -bench BenchmarkEndToEnd -benchtime 1x ./platform/outbox/bench/
+//	go test -run XXX -bench BenchmarkEndToEnd -benchtime 1x ./cmd/ficus/internal/bench/
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, mode := range []struct {
 		name    string
@@ -37,7 +37,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}{{"flat-out", 0, false}, {"paced", *benchRate, false}, {"backlog-drain", 0, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			for b.Loop() {
-				r, err := EndToEnd(context.Background(), Options{Dir: b.TempDir(), Events: *benchEvents, Rate: mode.rate, Backlog: mode.backlog, Producers: *benchProd})
+				r, err := Events(context.Background(), EventsOptions{Dir: b.TempDir(), Events: *benchEvents, Rate: mode.rate, Backlog: mode.backlog, Producers: *benchProd})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,7 +1,3 @@
-// Package bench measures the event pipeline end to end: a state change committed in SQLite
-// together with its event (outbox.Add), the relay publishing it to an embedded JetStream bus,
-// and a consumer applying it through its inbox in another SQLite database. `make bench` calls
-// EndToEnd; BenchmarkEndToEnd wraps it for `go test -bench`.
 package bench
 
 import (
@@ -13,7 +9,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"gorm.io/gorm"
@@ -27,8 +22,8 @@ import (
 	"github.com/ficus-project/ficus/platform/store"
 )
 
-// Options shape a run. Only Dir is required.
-type Options struct {
+// EventsOptions shape a run of Events. Only Dir is required.
+type EventsOptions struct {
 	// Dir holds the two SQLite databases and the JetStream store; use an empty temporary
 	// directory. Required.
 	Dir string
@@ -53,9 +48,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Result is what a run measured. Lag is from an event's creation, just before its transaction
+// EventsResult is what a run of Events measured. Lag is from an event's creation, just before its transaction
 // commits, to the commit of its effect in the consumer's database.
-type Result struct {
+type EventsResult struct {
 	Events     int
 	Elapsed    time.Duration
 	Throughput float64 // events applied per second, from the first commit to the last effect
@@ -69,14 +64,14 @@ type Result struct {
 }
 
 // String formats r for a report.
-func (r Result) String() string {
+func (r EventsResult) String() string {
 	return fmt.Sprintf("%d events in %s: %.0f events/s end to end (producers done in %s); lag p50 %s, p99 %s, max %s; CPU %s/event",
 		r.Events, r.Elapsed.Round(time.Millisecond), r.Throughput, r.ProduceFor.Round(time.Millisecond),
 		r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.Max.Round(100*time.Microsecond),
 		r.CPUPerEvent.Round(time.Microsecond))
 }
 
-func (o *Options) setDefaults() {
+func (o *EventsOptions) setDefaults() {
 	if o.Events <= 0 {
 		o.Events = 10000
 	}
@@ -94,11 +89,14 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// EndToEnd runs the pipeline once with an embedded bus and reports throughput and lag.
-func EndToEnd(ctx context.Context, opts Options) (Result, error) {
+// Events measures the event pipeline end to end, once: a state change committed in SQLite
+// together with its event (outbox.Record), the relay publishing it to an embedded JetStream
+// bus, and a consumer applying it through its inbox in another SQLite database. It reports
+// throughput and lag.
+func Events(ctx context.Context, opts EventsOptions) (EventsResult, error) {
 	opts.setDefaults()
 	if opts.Dir == "" {
-		return Result{}, errors.New("benchmarking events: Options.Dir is required")
+		return EventsResult{}, errors.New("benchmarking events: Options.Dir is required")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -112,7 +110,7 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 	case addr := <-ready:
 		cfg.Embedded.Listen = addr
 	case err := <-served:
-		return Result{}, fmt.Errorf("benchmarking events: %w", err)
+		return EventsResult{}, fmt.Errorf("benchmarking events: %w", err)
 	}
 	defer func() {
 		cancel()
@@ -120,24 +118,24 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 	}()
 	b, err := bus.Connect(ctx, cfg, bus.Options{Name: "bench"})
 	if err != nil {
-		return Result{}, fmt.Errorf("benchmarking events: %w", err)
+		return EventsResult{}, fmt.Errorf("benchmarking events: %w", err)
 	}
 	defer b.Close()
 
 	// The databases.
 	src, err := openDB(ctx, filepath.Join(opts.Dir, "source.db"))
 	if err != nil {
-		return Result{}, err
+		return EventsResult{}, err
 	}
 	defer store.Close(src)
 	dst, err := openDB(ctx, filepath.Join(opts.Dir, "copy.db"))
 	if err != nil {
-		return Result{}, err
+		return EventsResult{}, err
 	}
 	defer store.Close(dst)
 	for i := range opts.SKUs {
 		if err := src.Exec(`INSERT INTO bench_stock VALUES (?, 0, 0, 0)`, sku(i)).Error; err != nil {
-			return Result{}, fmt.Errorf("benchmarking events: seeding: %w", err)
+			return EventsResult{}, fmt.Errorf("benchmarking events: seeding: %w", err)
 		}
 	}
 
@@ -213,7 +211,7 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 		startPipeline = append(startPipeline, func() { wg.Go(func() { _ = b.ConsumeBatch(ctx, "bench", h, copts) }) })
 	}
 	if err := b.EnsureConsumer(ctx, "bench", bus.ConsumerOptions{Types: []string{contract.TypeStockChanged}, Concurrency: opts.ConsumerConcurrency}); err != nil {
-		return Result{}, err
+		return EventsResult{}, err
 	}
 
 	if !opts.Backlog {
@@ -260,14 +258,14 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 	}
 	close(errs)
 	if err := <-errs; err != nil {
-		return Result{}, fmt.Errorf("benchmarking events: producing: %w", err)
+		return EventsResult{}, fmt.Errorf("benchmarking events: producing: %w", err)
 	}
 	select {
 	case <-done:
 	case <-time.After(2 * time.Minute):
-		return Result{}, errors.New("benchmarking events: not every event was applied within 2 minutes")
+		return EventsResult{}, errors.New("benchmarking events: not every event was applied within 2 minutes")
 	case <-ctx.Done():
-		return Result{}, ctx.Err()
+		return EventsResult{}, ctx.Err()
 	}
 
 	cpu := ProcessCPU() - cpu0
@@ -275,7 +273,7 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 	defer mu.Unlock()
 	slices.Sort(lags)
 	elapsed := last.Sub(start)
-	return Result{
+	return EventsResult{
 		Events:      opts.Events,
 		Elapsed:     elapsed,
 		Throughput:  float64(opts.Events) / elapsed.Seconds(),
@@ -286,16 +284,6 @@ func EndToEnd(ctx context.Context, opts Options) (Result, error) {
 		Redelivery:  calls.Load() - int64(opts.Events),
 		CPUPerEvent: cpu / time.Duration(opts.Events),
 	}, nil
-}
-
-// ProcessCPU is the CPU time this process has used, user and system: the steadiest figure of
-// a benchmark on a machine other work shares.
-func ProcessCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sku(i int) string { return fmt.Sprintf("SKU-%03d", i) }
