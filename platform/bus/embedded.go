@@ -80,7 +80,7 @@ func ServeEmbedded(ctx context.Context, cfg config.Events, resolve func(string) 
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = ensureStreams(ctx, js)
+		err = ensureStreams(ctx, js, cfg)
 	}
 	nc.Close()
 	if err != nil {
