@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +131,24 @@ func FuzzParseByteSize(f *testing.F) {
 			t.Fatalf("ParseByteSize(%q) = %d, whose String %q parses as %d, %v", s, b, b.String(), again, err)
 		}
 	})
+}
+
+// TestRepoConfigStatesTheRetentionDefaults: config.yaml spells out the retention and stream
+// limits; they must be the defaults, or its comments mislead.
+func TestRepoConfigStatesTheRetentionDefaults(t *testing.T) {
+	repo, err := config.Load(filepath.Join("..", "..", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := config.Parse("c.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo.Retention != defaults.Retention {
+		t.Errorf("config.yaml retention = %+v, defaults %+v", repo.Retention, defaults.Retention)
+	}
+	if repo.Events.Stream != defaults.Events.Stream || repo.Events.DeadLetters != defaults.Events.DeadLetters {
+		t.Errorf("config.yaml stream limits = %+v, %+v; defaults %+v, %+v",
+			repo.Events.Stream, repo.Events.DeadLetters, defaults.Events.Stream, defaults.Events.DeadLetters)
+	}
 }

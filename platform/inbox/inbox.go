@@ -1,6 +1,7 @@
 // Package inbox makes event handling exactly-once in effect. The bus delivers at least once;
 // the inbox records, per consumer, the id of every event applied, in the same transaction as
-// the handler's effect, so a redelivered event finds its id there and changes nothing.
+// the handler's effect, so a redelivered event finds its id there and changes nothing. Ids are
+// kept until PruneRule's retention has passed, which must outlast every possible redelivery.
 package inbox
 
 import (
