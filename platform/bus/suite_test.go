@@ -619,6 +619,13 @@ func testStockConverges(t *testing.T, srv testServer) {
 		Backoff:     func(int) time.Duration { return 5 * time.Millisecond },
 	})
 
+	// Making the changes takes seconds; a copy that stops catching up meanwhile stops the
+	// writers and fails the test at once instead of after them.
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	stalled := watchProgress(t, wctx, stopWriters, 5*time.Second, func() (copied, made int64) {
+		return versions(dst), versions(src)
+	})
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -626,7 +633,7 @@ func testStockConverges(t *testing.T, srv testServer) {
 		wg.Go(func() {
 			for range changes / writers {
 				sku := fmt.Sprintf("SKU-%02d", rand.IntN(skus))
-				err := store.InTx(ctx, src, func(ctx context.Context, tx *gorm.DB) error {
+				err := store.InTx(wctx, src, func(ctx context.Context, tx *gorm.DB) error {
 					var row struct {
 						OnHand, Reserved int
 						Version          int64
@@ -651,6 +658,9 @@ func testStockConverges(t *testing.T, srv testServer) {
 	}
 	wg.Wait()
 	close(errs)
+	if msg := stalled(); msg != "" {
+		t.Fatal(msg)
+	}
 	for err := range errs {
 		t.Fatal(err)
 	}
@@ -683,6 +693,9 @@ func testStockConverges(t *testing.T, srv testServer) {
 	var diff string
 	// The consumer works while the changes are made and usually ends within a second of them.
 	waitFor(t, 2*settle, "the copy to converge", func() bool {
+		if msg := stalled(); msg != "" {
+			t.Fatal(msg)
+		}
 		got := read(dst)
 		for sku, w := range want {
 			if got[sku] != w {
@@ -767,5 +780,54 @@ func testStreamLimits(t *testing.T, srv testServer) {
 	}
 	if _, err := s.GetMsg(ctx, 1); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("the oldest event is still there (%v), want it dropped to make room", err)
+	}
+}
+
+// versions returns the sum of the stock versions db holds: it grows with every change made,
+// or copied, and the copy has caught up when its sum equals the source's. A failed read
+// counts as no progress.
+func versions(db *gorm.DB) int64 {
+	var n int64
+	_ = db.Raw(`SELECT COALESCE(SUM(version), 0) FROM test_stock`).Scan(&n).Error
+	return n
+}
+
+// watchProgress polls progress until ctx ends. If the copy is behind and has not moved for
+// stall, it calls stop; the returned func then says so (and is "" until then). The watch ends
+// before the test's other cleanups run.
+func watchProgress(t *testing.T, ctx context.Context, stop func(), stall time.Duration, progress func() (copied, made int64)) func() string {
+	var msg atomic.Pointer[string]
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		last, moved := int64(-1), time.Now()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			copied, made := progress()
+			if copied == made || copied > last {
+				last, moved = copied, time.Now()
+				continue
+			}
+			if time.Since(moved) > stall {
+				m := fmt.Sprintf("the copy stalled: no progress for %s with %d of %d versions copied", stall, copied, made)
+				msg.Store(&m)
+				stop()
+				return
+			}
+		}
+	}()
+	return func() string {
+		if m := msg.Load(); m != nil {
+			return *m
+		}
+		return ""
 	}
 }
