@@ -51,12 +51,13 @@ func fastRelay() outbox.RelayOptions {
 	}
 }
 
-// runRelay runs r until the returned stop is called.
-func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) {
+// background runs fn until the returned stop is called or the test ends. stop waits for fn to
+// return, for settle at most, and reports its error.
+func background(t *testing.T, ctx context.Context, what string, fn func(context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- fn(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -64,10 +65,10 @@ func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) 
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("relay: %v", err)
+					t.Errorf("%s: %v", what, err)
 				}
 			case <-time.After(settle):
-				t.Errorf("relay still running %s after it was stopped", settle)
+				t.Errorf("%s still running %s after it was stopped", what, settle)
 			}
 		})
 	}
@@ -75,28 +76,16 @@ func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) 
 	return stop
 }
 
-// runConsumer runs a durable consumer until the returned stop is called; stop returns
-// Consume's error.
-func runConsumer(t *testing.T, ctx context.Context, b *Bus, name string, h Handler, opts ConsumerOptions) (stop func() error) {
+// runRelay runs r until the returned stop is called or the test ends.
+func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- b.Consume(ctx, name, h, opts) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(settle):
-				err = fmt.Errorf("consumer %s still running %s after it was stopped", name, settle)
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	return background(t, ctx, "relay", r.Run)
+}
+
+// runConsumer runs a durable consumer until the test ends.
+func runConsumer(t *testing.T, ctx context.Context, b *Bus, name string, h Handler, opts ConsumerOptions) {
+	t.Helper()
+	background(t, ctx, "consumer "+name, func(ctx context.Context) error { return b.Consume(ctx, name, h, opts) })
 }
 
 func backlog(t *testing.T, ctx context.Context, db *gorm.DB) int64 {
@@ -521,31 +510,15 @@ func testBatchIsolatesPoison(t *testing.T, srv testServer) {
 		}
 		return apply(tx, e)
 	})
-	runConsumer2 := func() {
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			done <- b.ConsumeBatch(ctx, "batcher", func(ctx context.Context, evs []event.Event) error {
-				batches.Add(1)
-				if n := int64(len(evs)); n > biggest.Load() {
-					biggest.Store(n)
-				}
-				return apply(ctx, evs)
-			}, ConsumerOptions{MaxAttempts: 2, Backoff: func(int) time.Duration { return 20 * time.Millisecond }, BatchSize: 50})
-		}()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("ConsumeBatch: %v", err)
-				}
-			case <-time.After(settle):
-				t.Errorf("ConsumeBatch still running %s after it was stopped", settle)
+	background(t, ctx, "batch consumer", func(ctx context.Context) error {
+		return b.ConsumeBatch(ctx, "batcher", func(ctx context.Context, evs []event.Event) error {
+			batches.Add(1)
+			if n := int64(len(evs)); n > biggest.Load() {
+				biggest.Store(n)
 			}
-		})
-	}
-	runConsumer2()
+			return apply(ctx, evs)
+		}, ConsumerOptions{MaxAttempts: 2, Backoff: func(int) time.Duration { return 20 * time.Millisecond }, BatchSize: 50})
+	})
 	waitFor(t, settle, "199 events applied", func() bool { n, _ := applied(t, cdb); return n == 199 })
 	waitFor(t, settle, "the poison dead-lettered", func() bool {
 		dls, err := b.DeadLetters(ctx)
