@@ -44,7 +44,7 @@ func TestSteadyState(t *testing.T) {
 	clock.Store(t0.UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
 
-	// The bus, bounded to 32KiB: about 70 of the 200 events.
+	// The bus, bounded to 32KiB: room for far fewer than the 200 events.
 	events := config.Events{
 		Bus:      "embedded",
 		Embedded: config.Embedded{Listen: "127.0.0.1:0", Store: filepath.Join(t.TempDir(), "nats")},
