@@ -6,7 +6,8 @@
 // its duplicate window. Consumers are durable pull consumers that this package creates up
 // front and never deletes; a message a consumer cannot handle is retried with backoff and, after
 // its last attempt, parked in a separate stream, FICUS_DLQ, from which it can be listed and
-// replayed to that consumer alone.
+// replayed to that consumer alone. Both streams are bounded in age and size (events.stream
+// and events.dead_letters in config.yaml); at either limit the oldest messages go first.
 //
 // The same code serves an embedded server (ServeEmbedded, events.bus: embedded) and an external
 // server or cluster (events.bus: nats://…).
@@ -62,14 +63,6 @@ const (
 	HeaderFailedAt    = "Ficus-Failed-At"
 	HeaderOrigSubject = "Ficus-Original-Subject"
 	HeaderOrigSeq     = "Ficus-Original-Seq"
-)
-
-// Retention of the streams. They are fixed so every process creating the streams agrees on
-// their configuration.
-const (
-	eventsMaxAge    = 7 * 24 * time.Hour
-	dlqMaxAge       = 30 * 24 * time.Hour
-	duplicateWindow = 2 * time.Minute
 )
 
 // Options tune Connect. The zero value is ready to use.
@@ -165,7 +158,7 @@ func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error)
 	b := &Bus{nc: nc, js: js, opts: opts, metrics: m}
 	wait := 50 * time.Millisecond
 	for {
-		err := ensureStreams(ctx, js)
+		err := ensureStreams(ctx, js, cfg)
 		if err == nil {
 			return b, nil
 		}
@@ -183,29 +176,12 @@ func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error)
 // Close closes the connection. Durable consumers stay on the server.
 func (b *Bus) Close() { b.nc.Close() }
 
-// ensureStreams creates or updates the events and dead-letter streams.
-func ensureStreams(ctx context.Context, js jetstream.JetStream) error {
-	cfgs := []jetstream.StreamConfig{
-		{
-			Name:        EventsStream,
-			Description: "Ficus events (CloudEvents JSON), one subject per event type",
-			Subjects:    []string{EventsPrefix + ">", ReplayPrefix + ">"},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      eventsMaxAge,
-			Duplicates:  duplicateWindow,
-		},
-		{
-			Name:        DLQStream,
-			Description: "Ficus dead letters: events a consumer gave up on, with the error in headers",
-			Subjects:    []string{DLQPrefix + ">"},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      dlqMaxAge,
-			Duplicates:  duplicateWindow,
-		},
-	}
-	for _, c := range cfgs {
+// ensureStreams creates the events and dead-letter streams, or updates them to the limits cfg
+// sets (events.stream, events.dead_letters; unset limits take their defaults). Every process
+// that connects applies the limits of its config.yaml, so they must all agree. Either limit
+// reached removes the oldest messages (DiscardOld): publishing never fails for lack of room.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config.Events) error {
+	for _, c := range streamConfigs(cfg) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := js.CreateOrUpdateStream(cctx, c)
 		cancel()
@@ -214,6 +190,37 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	return nil
+}
+
+// streamConfigs returns the configuration of the events and dead-letter streams.
+func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
+	events, dlq := cfg.Stream, cfg.DeadLetters
+	events.EventsStreamDefaults()
+	dlq.DeadLettersDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        EventsStream,
+			Description: "Ficus events (CloudEvents JSON), one subject per event type",
+			Subjects:    []string{EventsPrefix + ">", ReplayPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      events.MaxAge.D(),
+			MaxBytes:    int64(events.MaxBytes),
+			Duplicates:  min(config.DuplicateWindow, events.MaxAge.D()),
+		},
+		{
+			Name:        DLQStream,
+			Description: "Ficus dead letters: events a consumer gave up on, with the error in headers",
+			Subjects:    []string{DLQPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      dlq.MaxAge.D(),
+			MaxBytes:    int64(dlq.MaxBytes),
+			Duplicates:  min(config.DuplicateWindow, dlq.MaxAge.D()),
+		},
+	}
 }
 
 // Subject returns the subject events of type typ are published on.

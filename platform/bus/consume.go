@@ -243,13 +243,13 @@ func (b *Bus) consume(ctx context.Context, name string, c *consumer, opts Consum
 			continue
 		}
 		if ctx.Err() != nil {
-			_ = msg.Nak()
+			c.settle(msg, msg.Nak())
 			continue
 		}
 		select {
 		case work <- msg:
 		case <-ctx.Done():
-			_ = msg.Nak()
+			c.settle(msg, msg.Nak())
 		}
 	}
 }
@@ -291,15 +291,13 @@ func (c *consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 			if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
 				m.redelivered.WithLabelValues(c.name).Inc()
 			}
-			_ = msg.Ack()
-			m.consumed.WithLabelValues(c.name).Inc()
-			m.lag.WithLabelValues(c.name).Observe(now.Sub(evs[i].Time).Seconds())
+			c.acked(msg, evs[i], now)
 		}
 		return
 	}
 	if ctx.Err() != nil {
 		for _, msg := range ok {
-			_ = msg.Nak()
+			c.settle(msg, msg.Nak())
 		}
 		return
 	}
@@ -339,14 +337,12 @@ func (c *consumer) process(ctx context.Context, msg jetstream.Msg) {
 	err = c.call(hctx, e)
 	cancel()
 	if err == nil {
-		_ = msg.Ack()
-		m.consumed.WithLabelValues(c.name).Inc()
-		m.lag.WithLabelValues(c.name).Observe(time.Since(e.Time).Seconds())
+		c.acked(msg, e, time.Now())
 		return
 	}
 	if ctx.Err() != nil {
 		// Shutting down: not the message's fault, and not an attempt worth counting.
-		_ = msg.Nak()
+		c.settle(msg, msg.Nak())
 		return
 	}
 	m.failed.WithLabelValues(c.name).Inc()
@@ -357,7 +353,31 @@ func (c *consumer) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	delay := c.opts.Backoff(attempt)
 	c.log.Warn("handler failed, will retry", "event", e.ID, "type", e.Type, "attempt", attempt, "retry_in", delay, "err", err)
-	_ = msg.NakWithDelay(delay)
+	c.settle(msg, msg.NakWithDelay(delay))
+}
+
+// acked acknowledges msg, whose event e was handled, and counts it consumed only if the
+// acknowledgement could be sent. One that could not (the connection closed under it) is
+// counted apart: the server delivers the event again after AckWait, and the inbox drops it.
+func (c *consumer) acked(msg jetstream.Msg, e event.Event, now time.Time) {
+	if !c.settle(msg, msg.Ack()) {
+		return
+	}
+	m := c.bus.metrics
+	m.consumed.WithLabelValues(c.name).Inc()
+	m.lag.WithLabelValues(c.name).Observe(now.Sub(e.Time).Seconds())
+}
+
+// settle records the outcome of an ack, nak or term of msg and reports whether it was sent. A
+// failure is only counted and logged at debug level: it comes in bursts when a connection
+// drops, and the message is delivered again whatever the failure.
+func (c *consumer) settle(msg jetstream.Msg, err error) bool {
+	if err == nil {
+		return true
+	}
+	c.bus.metrics.ackErrors.WithLabelValues(c.name).Inc()
+	c.log.Debug("acknowledgement not sent; the message will be delivered again", "subject", msg.Subject(), "err", err)
+	return false
 }
 
 // call runs the handler, turning a panic into an error so one bad message cannot take the
@@ -401,10 +421,14 @@ func (c *consumer) deadLetter(ctx context.Context, msg jetstream.Msg, streamSeq 
 	cancel()
 	if err != nil {
 		c.log.Error("dead-lettering failed, will retry", "subject", msg.Subject(), "err", err)
-		_ = msg.NakWithDelay(c.opts.Backoff(attempt))
+		c.settle(msg, msg.NakWithDelay(c.opts.Backoff(attempt)))
 		return
 	}
-	_ = msg.TermWithReason("dead-lettered")
+	if !c.settle(msg, msg.TermWithReason("dead-lettered")) {
+		// Parked, but the server will deliver the message again; parking it again then is
+		// deduplicated (its Nats-Msg-Id), and counting it waits for a termination that lands.
+		return
+	}
 	c.bus.metrics.deadLettered.WithLabelValues(c.name).Inc()
 	c.log.Error("event dead-lettered", "subject", msg.Subject(), "attempts", attempt, "err", cause)
 }

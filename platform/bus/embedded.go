@@ -105,7 +105,7 @@ func serveEmbedded(ctx context.Context, ln net.Listener, cfg config.Events, reso
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = ensureStreams(ctx, js)
+		err = ensureStreams(ctx, js, cfg)
 	}
 	nc.Close()
 	if err != nil {

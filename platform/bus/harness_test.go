@@ -3,11 +3,13 @@ package bus
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
-	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,16 @@ import (
 	"github.com/ficus-project/ficus/platform/store"
 )
 
+// Deadlines. Each step of a passing test takes well under a second, even with the race
+// detector on a busy machine; these bound how long a failing test waits before it says so.
+const (
+	// settle bounds the wait for one thing to happen: a server to start, an outbox to drain,
+	// an event to be applied.
+	settle = 10 * time.Second
+	// testTimeout bounds a whole subtest's context.
+	testTimeout = 45 * time.Second
+)
+
 // server is a NATS JetStream server a test can stop and start again on the same port and
 // store, to take the bus down and bring it back.
 type testServer interface {
@@ -33,18 +45,8 @@ type testServer interface {
 	Stop(t *testing.T)
 }
 
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// embeddedServer runs ServeEmbedded in the test process.
+// embeddedServer runs ServeEmbedded in the test process, on a port it picks itself the first
+// time and on the same port again after a Stop.
 type embeddedServer struct {
 	cfg    config.Events
 	cancel context.CancelFunc
@@ -55,7 +57,7 @@ func newEmbedded(t *testing.T) testServer {
 	t.Helper()
 	s := &embeddedServer{cfg: config.Events{
 		Bus:      "embedded",
-		Embedded: config.Embedded{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Store: filepath.Join(t.TempDir(), "nats")},
+		Embedded: config.Embedded{Listen: "127.0.0.1:0", Store: filepath.Join(t.TempDir(), "nats")},
 	}}
 	s.Start(t)
 	t.Cleanup(func() { s.Stop(t) })
@@ -71,11 +73,13 @@ func (s *embeddedServer) Start(t *testing.T) {
 	s.cancel, s.done = cancel, make(chan error, 1)
 	go func() { s.done <- ServeEmbedded(ctx, s.cfg, nil, nil, func(addr string) { ready <- addr }) }()
 	select {
-	case <-ready:
+	case addr := <-ready:
+		// Started again after a Stop, the server comes back on the same port.
+		s.cfg.Embedded.Listen = addr
 	case err := <-s.done:
 		t.Fatalf("embedded bus: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("embedded bus not ready after 30s")
+	case <-time.After(settle):
+		t.Fatalf("embedded bus not ready after %s", settle)
 	}
 }
 
@@ -85,10 +89,15 @@ func (s *embeddedServer) Stop(t *testing.T) {
 		return
 	}
 	s.cancel()
-	if err := <-s.done; err != nil {
-		t.Errorf("embedded bus: %v", err)
-	}
 	s.cancel = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("embedded bus: %v", err)
+		}
+	case <-time.After(settle):
+		t.Errorf("embedded bus still running %s after it was stopped", settle)
+	}
 }
 
 // externalServer runs a nats-server process built from the module graph.
@@ -130,7 +139,7 @@ func newExternal(t *testing.T) testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &externalServer{bin: bin, dir: filepath.Join(t.TempDir(), "js"), port: freePort(t)}
+	s := &externalServer{bin: bin, dir: filepath.Join(t.TempDir(), "js")}
 	s.Start(t)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
@@ -140,26 +149,52 @@ func (s *externalServer) Events() config.Events {
 	return config.Events{Bus: fmt.Sprintf("nats://127.0.0.1:%d", s.port)}
 }
 
+// Start starts nats-server: on a port it picks itself the first time, on the same port again
+// after a Stop.
 func (s *externalServer) Start(t *testing.T) {
 	t.Helper()
+	port := -1 // nats-server's "pick a free port"
+	if s.port != 0 {
+		port = s.port
+	}
+	portsDir := t.TempDir()
 	s.out = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-js", "-sd", s.dir)
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", s.dir, "--ports_file_dir", portsDir)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("starting nats-server: %v", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	// The server writes its ports file once it listens.
+	portsFile := filepath.Join(portsDir, fmt.Sprintf("%s_%d.ports", filepath.Base(s.bin), s.cmd.Process.Pid))
+	deadline := time.Now().Add(settle)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
-		if err == nil {
-			c.Close()
+		if p, err := listeningPort(portsFile); err == nil {
+			s.port = p
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not listening after 30s: %s", s.out)
+			s.Stop(t) // Once the process is waited for, its output is all in s.out.
+			t.Fatalf("nats-server not listening after %s: %s", settle, s.out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listeningPort reads the client port from a nats-server ports file.
+func listeningPort(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var ports struct{ Nats []string }
+	if err := json.Unmarshal(b, &ports); err != nil || len(ports.Nats) == 0 {
+		return 0, fmt.Errorf("ports file %s: %q", path, b)
+	}
+	u, err := url.Parse(ports.Nats[0])
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(u.Port())
 }
 
 func (s *externalServer) Stop(t *testing.T) {
@@ -181,9 +216,15 @@ func connect(t *testing.T, ctx context.Context, srv testServer) *Bus {
 // connectWith is connect with options.
 func connectWith(t *testing.T, ctx context.Context, srv testServer, opts Options) *Bus {
 	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return connectTo(t, ctx, srv.Events(), opts)
+}
+
+// connectTo is connectWith with the client's events config.
+func connectTo(t *testing.T, ctx context.Context, cfg config.Events, opts Options) *Bus {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, settle)
 	defer cancel()
-	b, err := Connect(cctx, srv.Events(), opts)
+	b, err := Connect(cctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,13 +281,18 @@ func applied(t *testing.T, db *gorm.DB) (total, twice int64) {
 	return total, twice
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds or the timeout passes. On a timeout, the last result of
+// explain, if given, says what was still wrong.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			var why string
+			for _, e := range explain {
+				why += ": " + e()
+			}
+			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, why)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	published     prometheus.Counter
 	publishErrors prometheus.Counter
 	consumed      *prometheus.CounterVec
+	ackErrors     *prometheus.CounterVec
 	failed        *prometheus.CounterVec
 	redelivered   *prometheus.CounterVec
 	deadLettered  *prometheus.CounterVec
@@ -36,7 +37,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_events_consumed_total",
-			Help: "Events a consumer handled successfully and acknowledged.",
+			Help: "Events a consumer handled successfully and whose acknowledgement was sent.",
+		}, []string{"consumer"}),
+		ackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_events_ack_errors_total",
+			Help: "Acks, naks and terminations a consumer could not send; the message is delivered again.",
 		}, []string{"consumer"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_events_handler_errors_total",
@@ -67,6 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.published = ficusmetrics.Register(reg, m.published, &err)
 	m.publishErrors = ficusmetrics.Register(reg, m.publishErrors, &err)
 	m.consumed = ficusmetrics.Register(reg, m.consumed, &err)
+	m.ackErrors = ficusmetrics.Register(reg, m.ackErrors, &err)
 	m.failed = ficusmetrics.Register(reg, m.failed, &err)
 	m.redelivered = ficusmetrics.Register(reg, m.redelivered, &err)
 	m.deadLettered = ficusmetrics.Register(reg, m.deadLettered, &err)

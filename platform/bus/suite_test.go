@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
+	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/inbox"
@@ -36,6 +38,7 @@ func runSuite(t *testing.T, newServer func(*testing.T) testServer) {
 	t.Run("PoisonDeadLetteredAndReplayed", func(t *testing.T) { testPoisonDeadLetteredAndReplayed(t, newServer(t)) })
 	t.Run("BatchConsumerIsolatesPoison", func(t *testing.T) { testBatchIsolatesPoison(t, newServer(t)) })
 	t.Run("StockConvergesUnderRedelivery", func(t *testing.T) { testStockConverges(t, newServer(t)) })
+	t.Run("StreamLimits", func(t *testing.T) { testStreamLimits(t, newServer(t)) })
 }
 
 // fastRelay are relay options that make the tests quick.
@@ -48,18 +51,24 @@ func fastRelay() outbox.RelayOptions {
 	}
 }
 
-// runRelay runs r until the returned stop is called.
-func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) {
+// background runs fn until the returned stop is called or the test ends. stop waits for fn to
+// return, for settle at most, and reports its error.
+func background(t *testing.T, ctx context.Context, what string, fn func(context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- fn(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("relay: %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v", what, err)
+				}
+			case <-time.After(settle):
+				t.Errorf("%s still running %s after it was stopped", what, settle)
 			}
 		})
 	}
@@ -67,24 +76,16 @@ func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) 
 	return stop
 }
 
-// runConsumer runs a durable consumer until the returned stop is called; stop returns
-// Consume's error.
-func runConsumer(t *testing.T, ctx context.Context, b *Bus, name string, h Handler, opts ConsumerOptions) (stop func() error) {
+// runRelay runs r until the returned stop is called or the test ends.
+func runRelay(t *testing.T, ctx context.Context, r *outbox.Relay) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- b.Consume(ctx, name, h, opts) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	return background(t, ctx, "relay", r.Run)
+}
+
+// runConsumer runs a durable consumer until the test ends.
+func runConsumer(t *testing.T, ctx context.Context, b *Bus, name string, h Handler, opts ConsumerOptions) {
+	t.Helper()
+	background(t, ctx, "consumer "+name, func(ctx context.Context) error { return b.Consume(ctx, name, h, opts) })
 }
 
 func backlog(t *testing.T, ctx context.Context, db *gorm.DB) int64 {
@@ -103,11 +104,12 @@ func applyHandler(db *gorm.DB, consumer string) Handler {
 // testOutboxDrainsAfterOutage: events recorded while the bus is down are published, each
 // once, when it comes back.
 func testOutboxDrainsAfterOutage(t *testing.T, srv testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	db := openDB(t, ctx, "producer.db")
 	b := connect(t, ctx, srv)
-	relay := outbox.NewRelay(db, b, fastRelay())
+	pub := &failWatch{inner: b, failed: make(chan int, 100)}
+	relay := outbox.NewRelay(db, pub, fastRelay())
 	runRelay(t, ctx, relay)
 	// The consumer runs throughout: it must ride out the outage too.
 	cdb := openDB(t, ctx, "consumer.db")
@@ -119,8 +121,8 @@ func testOutboxDrainsAfterOutage(t *testing.T, srv testServer) {
 	}
 	record(t, ctx, db, evs...)
 	relay.Notify()
-	waitFor(t, 20*time.Second, "first events relayed", func() bool { return backlog(t, ctx, db) == 0 })
-	waitFor(t, 20*time.Second, "first events applied", func() bool { n, _ := applied(t, cdb); return n == 50 })
+	waitFor(t, settle, "first events relayed", func() bool { return backlog(t, ctx, db) == 0 })
+	waitFor(t, settle, "first events applied", func() bool { n, _ := applied(t, cdb); return n == 50 })
 
 	srv.Stop(t)
 	var down []event.Event
@@ -129,19 +131,53 @@ func testOutboxDrainsAfterOutage(t *testing.T, srv testServer) {
 	}
 	record(t, ctx, db, down...)
 	relay.Notify()
-	time.Sleep(300 * time.Millisecond)
+	// The relay has tried to publish all 200 and failed: none of them may be marked sent.
+	pub.waitForFailure(t, len(down))
 	if n := backlog(t, ctx, db); n != 200 {
 		t.Fatalf("backlog while the bus is down = %d, want 200 (nothing may be marked sent)", n)
 	}
 	srv.Start(t)
-	waitFor(t, 40*time.Second, "outbox drained after the bus came back", func() bool { return backlog(t, ctx, db) == 0 })
+	waitFor(t, settle, "outbox drained after the bus came back", func() bool { return backlog(t, ctx, db) == 0 })
 
 	if n := streamMsgs(t, ctx, b, EventsPrefix+"test.drain.v1"); n != 250 {
 		t.Errorf("stream holds %d events, want 250", n)
 	}
-	waitFor(t, 30*time.Second, "250 events applied", func() bool { n, _ := applied(t, cdb); return n == 250 })
+	waitFor(t, settle, "250 events applied", func() bool { n, _ := applied(t, cdb); return n == 250 })
 	if _, twice := applied(t, cdb); twice != 0 {
 		t.Errorf("%d events applied twice", twice)
+	}
+}
+
+// failWatch publishes through a real bus and reports the size of every batch that failed.
+type failWatch struct {
+	inner  *Bus
+	failed chan int
+}
+
+func (p *failWatch) Publish(ctx context.Context, evs ...event.Event) error {
+	err := p.inner.Publish(ctx, evs...)
+	if err != nil {
+		select {
+		case p.failed <- len(evs):
+		default: // The test is not watching; it needs only the latest failures.
+		}
+	}
+	return err
+}
+
+// waitForFailure waits until a batch of n events failed to publish.
+func (p *failWatch) waitForFailure(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(settle)
+	for {
+		select {
+		case got := <-p.failed:
+			if got == n {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no batch of %d events failed to publish within %s", n, settle)
+		}
 	}
 }
 
@@ -170,7 +206,7 @@ func (p *killingPublisher) Publish(ctx context.Context, evs ...event.Event) erro
 // then by its database closing under it) leaves rows that the next relay publishes again;
 // JetStream and the inbox drop the duplicates and every event arrives once.
 func testRelayKilledMidBatch(t *testing.T, srv testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "producer.db")
 	db := openDBAt(t, ctx, path)
@@ -187,11 +223,16 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	opts := fastRelay()
 	opts.BatchSize = 100
 
-	// Kill 1: the relay's context is cancelled mid-batch.
-	rctx, rcancel := context.WithCancel(ctx)
+	// Kill 1: the relay's context is cancelled mid-batch. (The deadline only stops a relay
+	// that is never killed, so that the test fails fast.)
+	rctx, rcancel := context.WithTimeout(ctx, settle)
+	defer rcancel()
 	p1 := &killingPublisher{inner: b, killAfter: 4, kill: rcancel}
 	if err := outbox.NewRelay(db, p1, opts).Run(rctx); err != nil {
 		t.Fatal(err)
+	}
+	if !errors.Is(rctx.Err(), context.Canceled) {
+		t.Fatalf("relay 1 was not killed within %s", settle)
 	}
 	left1 := backlog(t, ctx, db)
 	if left1 == 0 || left1 > total-300 {
@@ -205,10 +246,14 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	}
 	opts2 := opts
 	opts2.Holder = "relay-2"
-	p2 := &killingPublisher{inner: b, killAfter: 3, kill: func() { _ = store.Close(db2) }}
+	killed := make(chan struct{})
+	p2 := &killingPublisher{inner: b, killAfter: 3, kill: func() { _ = store.Close(db2); close(killed) }}
 	stop2 := runRelay(t, ctx, outbox.NewRelay(db2, p2, opts2))
-	waitFor(t, 20*time.Second, "relay 2 to be killed", func() bool { return p2.batches.Load() >= 3 })
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-killed:
+	case <-time.After(settle):
+		t.Fatalf("relay 2 was not killed within %s", settle)
+	}
 	stop2()
 	if n := backlog(t, ctx, db); n != left1-200 {
 		t.Fatalf("after kill 2 backlog = %d, want %d (its last batch published but not marked)", n, left1-200)
@@ -217,7 +262,7 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	// Restart: a new relay waits out the dead one's lease, then drains the outbox.
 	p3 := &killingPublisher{inner: b}
 	runRelay(t, ctx, outbox.NewRelay(db, p3, opts))
-	waitFor(t, 40*time.Second, "outbox drained", func() bool { return backlog(t, ctx, db) == 0 })
+	waitFor(t, settle, "outbox drained", func() bool { return backlog(t, ctx, db) == 0 })
 
 	sent := p1.published.Load() + p2.published.Load() + p3.published.Load()
 	if sent <= total {
@@ -228,7 +273,7 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	}
 	cdb := openDB(t, ctx, "consumer.db")
 	runConsumer(t, ctx, b, "crash", applyHandler(cdb, "crash"), ConsumerOptions{Types: []string{"test.crash.v1"}})
-	waitFor(t, 30*time.Second, "every event applied", func() bool { n, _ := applied(t, cdb); return n == total })
+	waitFor(t, settle, "every event applied", func() bool { n, _ := applied(t, cdb); return n == total })
 	if _, twice := applied(t, cdb); twice != 0 {
 		t.Errorf("%d events applied twice", twice)
 	}
@@ -236,9 +281,9 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 
 // testConsumerCrashBeforeAck: a consumer that dies after committing an event's effect and
 // before its ack reaches the server gets the event again, and the inbox keeps the effect
-// single.
+// single. An ack that could not be sent is not counted as consumed.
 func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	pub := connect(t, ctx, srv)
 	cdb := openDB(t, ctx, "consumer.db")
@@ -254,14 +299,17 @@ func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
 	calls := map[string]int{}
 	opts := ConsumerOptions{AckWait: time.Second, Types: []string{"test.ack.v1"}}
 
-	b1 := connect(t, ctx, srv)
+	reg1 := prometheus.NewRegistry()
+	b1 := connectWith(t, ctx, srv, Options{Registerer: reg1})
 	died := make(chan struct{})
 	done1 := make(chan error, 1)
+	var handled1 atomic.Int64
 	go func() {
 		done1 <- b1.Consume(ctx, "crashy", func(ctx context.Context, e event.Event) error {
 			mu.Lock()
 			calls[e.ID]++
 			mu.Unlock()
+			handled1.Add(1)
 			err := inbox.Handle(ctx, cdb, "crashy", e, func(_ context.Context, tx *gorm.DB) error { return apply(tx, e) })
 			if e.ID == target {
 				b1.Close() // The process dies: the effect is committed, the ack never leaves.
@@ -272,7 +320,7 @@ func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
 	}()
 	select {
 	case <-died:
-	case <-time.After(20 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("the first consumer never reached the target event")
 	}
 	select {
@@ -280,8 +328,17 @@ func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
 		if err == nil {
 			t.Error("Consume returned nil after its connection closed, want an error")
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("Consume did not return after its connection closed")
+	}
+	// Every event the first consumer handled was either acknowledged or counted as an ack
+	// that could not be sent, the target's among the latter.
+	crashy := map[string]string{"consumer": "crashy"}
+	consumed := metricValue(t, reg1, "ficus_events_consumed_total", crashy)
+	ackErrors := metricValue(t, reg1, "ficus_events_ack_errors_total", crashy)
+	if ackErrors < 1 || consumed+ackErrors != float64(handled1.Load()) {
+		t.Errorf("first consumer handled %d events, counted %v consumed and %v ack errors; want the unsent acks (at least the target's) counted apart",
+			handled1.Load(), consumed, ackErrors)
 	}
 
 	b2 := connect(t, ctx, srv)
@@ -291,7 +348,7 @@ func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
 		mu.Unlock()
 		return inbox.Handle(ctx, cdb, "crashy", e, func(_ context.Context, tx *gorm.DB) error { return apply(tx, e) })
 	}, opts)
-	waitFor(t, 30*time.Second, "the event to be redelivered and every event applied", func() bool {
+	waitFor(t, settle, "the event to be redelivered and every event applied", func() bool {
 		mu.Lock()
 		redelivered := calls[target] >= 2
 		mu.Unlock()
@@ -307,7 +364,7 @@ func testConsumerCrashBeforeAck(t *testing.T, srv testServer) {
 // events, is retried with backoff (no hot loop), lands in the dead-letter stream with its
 // error after MaxAttempts, and a replay after the fix reaches that consumer alone.
 func testPoisonDeadLetteredAndReplayed(t *testing.T, srv testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	reg := prometheus.NewRegistry()
 	b := connectWith(t, ctx, srv, Options{Registerer: reg})
@@ -337,20 +394,22 @@ func testPoisonDeadLetteredAndReplayed(t *testing.T, srv testServer) {
 	const backoff = 100 * time.Millisecond
 	opts := ConsumerOptions{MaxAttempts: 3, Backoff: func(int) time.Duration { return backoff }}
 	runConsumer(t, ctx, b, "picky", h, opts)
+	// Deliveries are counted before the inbox, which would hide a second one.
 	var bystanderPoison atomic.Int64
-	runConsumer(t, ctx, b, "bystander", inbox.Handler(bdb, "bystander", func(_ context.Context, tx *gorm.DB, e event.Event) error {
+	bystander := inbox.Handler(bdb, "bystander", func(_ context.Context, tx *gorm.DB, e event.Event) error { return apply(tx, e) })
+	runConsumer(t, ctx, b, "bystander", func(ctx context.Context, e event.Event) error {
 		if e.ID == poison.ID {
 			bystanderPoison.Add(1)
 		}
-		return apply(tx, e)
-	}), opts)
+		return bystander(ctx, e)
+	}, opts)
 	if err := b.Publish(ctx, evs...); err != nil {
 		t.Fatal(err)
 	}
 
-	waitFor(t, 20*time.Second, "the other events applied past the poison", func() bool { n, _ := applied(t, cdb); return n == 20 })
+	waitFor(t, settle, "the other events applied past the poison", func() bool { n, _ := applied(t, cdb); return n == 20 })
 	var dls []DeadLetter
-	waitFor(t, 20*time.Second, "the poison dead-lettered", func() bool {
+	waitFor(t, settle, "the poison dead-lettered", func() bool {
 		var err error
 		dls, err = b.DeadLetters(ctx)
 		if err != nil {
@@ -377,41 +436,62 @@ func testPoisonDeadLetteredAndReplayed(t *testing.T, srv testServer) {
 	if err := b.Replay(ctx, dl.Seq); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the replayed event applied", func() bool { n, _ := applied(t, cdb); return n == 21 })
+	waitFor(t, settle, "the replayed event applied", func() bool { n, _ := applied(t, cdb); return n == 21 })
 	if dls, err := b.DeadLetters(ctx); err != nil || len(dls) != 0 {
 		t.Errorf("dead letters after replay = %v, %v; want none", dls, err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// A replay is for the consumer that failed. The bystander receives in stream order, so
+	// once it has applied an event published after the replay, it would have received the
+	// replay too, had it been sent to it.
+	marker := newEvent(t, "test.fine.v1", "f", map[string]int{"i": 20})
+	if err := b.Publish(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, "the bystander to apply the event published after the replay", func() bool {
+		seen, err := inbox.Seen(ctx, bdb, "bystander", marker.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	})
 	if n := bystanderPoison.Load(); n != 1 {
-		t.Errorf("the bystander consumer saw the poison event %d times, want 1 (a replay is for the failed consumer)", n)
+		t.Errorf("the bystander consumer received the poison event %d times, want 1 (a replay is for the failed consumer)", n)
 	}
-	if n, _ := applied(t, bdb); n != 21 {
-		t.Errorf("bystander applied %d events, want 21", n)
+	if n, _ := applied(t, bdb); n != 22 {
+		t.Errorf("bystander applied %d events, want 22", n)
 	}
+	// Counters move just after the effects the test waited for; wait for their final values.
 	picky := map[string]string{"consumer": "picky"}
-	for _, m := range []struct {
+	want := []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
-		{"ficus_events_published_total", nil, 21},
-		{"ficus_events_consumed_total", picky, 21},
+		{"ficus_events_published_total", nil, 22},
+		{"ficus_events_consumed_total", picky, 22},
+		{"ficus_events_ack_errors_total", picky, 0},
 		{"ficus_events_handler_errors_total", picky, 3},
 		{"ficus_events_redeliveries_total", picky, 2},
 		{"ficus_events_dead_lettered_total", picky, 1},
 		{"ficus_events_replayed_total", nil, 1},
-		{"ficus_events_consumed_total", map[string]string{"consumer": "bystander"}, 21},
-	} {
-		if got := metricValue(t, reg, m.name, m.labels); got != m.want {
-			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
-		}
+		{"ficus_events_consumed_total", map[string]string{"consumer": "bystander"}, 22},
 	}
+	var diff []string
+	waitFor(t, settle, "the metrics to add up", func() bool {
+		diff = diff[:0]
+		for _, m := range want {
+			if got := metricValue(t, reg, m.name, m.labels); got != m.want {
+				diff = append(diff, fmt.Sprintf("%s%v = %v, want %v", m.name, m.labels, got, m.want))
+			}
+		}
+		return len(diff) == 0
+	}, func() string { return strings.Join(diff, "; ") })
 }
 
 // testBatchIsolatesPoison: with ConsumeBatch a failing event fails its whole batch, the
 // batch is retried one event at a time, and only the failing event is dead-lettered.
 func testBatchIsolatesPoison(t *testing.T, srv testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	b := connect(t, ctx, srv)
 	cdb := openDB(t, ctx, "consumer.db")
@@ -430,28 +510,17 @@ func testBatchIsolatesPoison(t *testing.T, srv testServer) {
 		}
 		return apply(tx, e)
 	})
-	runConsumer2 := func() {
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			done <- b.ConsumeBatch(ctx, "batcher", func(ctx context.Context, evs []event.Event) error {
-				batches.Add(1)
-				if n := int64(len(evs)); n > biggest.Load() {
-					biggest.Store(n)
-				}
-				return apply(ctx, evs)
-			}, ConsumerOptions{MaxAttempts: 2, Backoff: func(int) time.Duration { return 20 * time.Millisecond }, BatchSize: 50})
-		}()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("ConsumeBatch: %v", err)
+	background(t, ctx, "batch consumer", func(ctx context.Context) error {
+		return b.ConsumeBatch(ctx, "batcher", func(ctx context.Context, evs []event.Event) error {
+			batches.Add(1)
+			if n := int64(len(evs)); n > biggest.Load() {
+				biggest.Store(n)
 			}
-		})
-	}
-	runConsumer2()
-	waitFor(t, 20*time.Second, "199 events applied", func() bool { n, _ := applied(t, cdb); return n == 199 })
-	waitFor(t, 20*time.Second, "the poison dead-lettered", func() bool {
+			return apply(ctx, evs)
+		}, ConsumerOptions{MaxAttempts: 2, Backoff: func(int) time.Duration { return 20 * time.Millisecond }, BatchSize: 50})
+	})
+	waitFor(t, settle, "199 events applied", func() bool { n, _ := applied(t, cdb); return n == 199 })
+	waitFor(t, settle, "the poison dead-lettered", func() bool {
 		dls, err := b.DeadLetters(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -478,7 +547,9 @@ func testStockConverges(t *testing.T, srv testServer) {
 		writers  = 4
 		failRate = 0.05
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	// Producing the changes takes 10-15s with the race detector on a busy machine; that is
+	// the one long step, and only waiting for convergence has a deadline of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	src := openDB(t, ctx, "source.db")
 	dst := openDB(t, ctx, "copy.db")
@@ -521,6 +592,13 @@ func testStockConverges(t *testing.T, srv testServer) {
 		Backoff:     func(int) time.Duration { return 5 * time.Millisecond },
 	})
 
+	// Making the changes takes seconds; a copy that stops catching up meanwhile stops the
+	// writers and fails the test at once instead of after them.
+	wctx, stopWriters := context.WithCancel(ctx)
+	defer stopWriters()
+	stalled := watchProgress(t, wctx, stopWriters, 5*time.Second, func() (copied, made int64) {
+		return versions(dst), versions(src)
+	})
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -528,7 +606,7 @@ func testStockConverges(t *testing.T, srv testServer) {
 		wg.Go(func() {
 			for range changes / writers {
 				sku := fmt.Sprintf("SKU-%02d", rand.IntN(skus))
-				err := store.InTx(ctx, src, func(ctx context.Context, tx *gorm.DB) error {
+				err := store.InTx(wctx, src, func(ctx context.Context, tx *gorm.DB) error {
 					var row struct {
 						OnHand, Reserved int
 						Version          int64
@@ -553,6 +631,9 @@ func testStockConverges(t *testing.T, srv testServer) {
 	}
 	wg.Wait()
 	close(errs)
+	if msg := stalled(); msg != "" {
+		t.Fatal(msg)
+	}
 	for err := range errs {
 		t.Fatal(err)
 	}
@@ -582,26 +663,144 @@ func testStockConverges(t *testing.T, srv testServer) {
 	if total != changes {
 		t.Fatalf("source versions add up to %d, want %d", total, changes)
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		got, diff := read(dst), ""
+	var diff string
+	// The consumer works while the changes are made and usually ends within a second of them.
+	waitFor(t, 2*settle, "the copy to converge", func() bool {
+		if msg := stalled(); msg != "" {
+			t.Fatal(msg)
+		}
+		got := read(dst)
 		for sku, w := range want {
 			if got[sku] != w {
 				diff = fmt.Sprintf("%s: copy %+v, source %+v", sku, got[sku], w)
-				break
+				return false
 			}
 		}
-		if diff == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("copy did not converge: %s", diff)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true
+	}, func() string { return diff })
 	if injected.Load() == 0 {
 		t.Error("no failures were injected")
 	}
 	t.Logf("%d changes on %d SKUs produced in %s, converged after %s with %d injected failures",
 		changes, skus, produced.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), injected.Load())
+}
+
+// testStreamLimits: the streams take their age and size limits from the config, a client with
+// other limits updates them, and a full stream drops its oldest events to take new ones.
+func testStreamLimits(t *testing.T, srv testServer) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cfg := srv.Events()
+	cfg.Stream = config.StreamLimits{MaxAge: config.Duration(time.Hour), MaxBytes: 256 << 10}
+	cfg.DeadLetters = config.StreamLimits{MaxAge: config.Duration(2 * time.Hour), MaxBytes: 128 << 10}
+	b := connectTo(t, ctx, cfg, Options{})
+	info := func(name string) *jetstream.StreamInfo {
+		t.Helper()
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	for _, want := range []struct {
+		stream string
+		age    time.Duration
+		bytes  int64
+	}{{EventsStream, time.Hour, 256 << 10}, {DLQStream, 2 * time.Hour, 128 << 10}} {
+		c := info(want.stream).Config
+		if c.MaxAge != want.age || c.MaxBytes != want.bytes || c.Discard != jetstream.DiscardOld || c.Duplicates != config.DuplicateWindow {
+			t.Errorf("%s: max_age %s, max_bytes %d, discard %s, duplicates %s; want %s, %d, old, %s",
+				want.stream, c.MaxAge, c.MaxBytes, c.Discard, c.Duplicates, want.age, want.bytes, config.DuplicateWindow)
+		}
+	}
+
+	// A client whose config.yaml says otherwise brings the streams to its limits.
+	cfg.Stream.MaxBytes = 64 << 10
+	b2 := connectTo(t, ctx, cfg, Options{})
+	if got := info(EventsStream).Config.MaxBytes; got != 64<<10 {
+		t.Fatalf("events max_bytes after a client with 64KiB connected = %d", got)
+	}
+
+	// 400 events of about 600 bytes are more than 64KiB: the oldest make room.
+	pad := strings.Repeat("x", 400)
+	var evs []event.Event
+	for i := range 400 {
+		evs = append(evs, newEvent(t, "test.limit.v1", "l", map[string]any{"i": i, "pad": pad}))
+	}
+	for i := 0; i < len(evs); i += 50 {
+		if err := b2.Publish(ctx, evs[i:i+50]...); err != nil {
+			t.Fatalf("publishing into a full stream: %v", err)
+		}
+	}
+	state := info(EventsStream).State
+	if state.Bytes > 64<<10 || state.Msgs == 0 || state.Msgs >= uint64(len(evs)) {
+		t.Errorf("stream holds %d events in %d bytes; want some but not all of %d, within 64KiB", state.Msgs, state.Bytes, len(evs))
+	}
+	s, err := b.js.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.GetMsg(ctx, state.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := last.Header.Get(HeaderID); got != evs[len(evs)-1].ID {
+		t.Errorf("newest event kept is %s, want the last published, %s", got, evs[len(evs)-1].ID)
+	}
+	if _, err := s.GetMsg(ctx, 1); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the oldest event is still there (%v), want it dropped to make room", err)
+	}
+}
+
+// versions returns the sum of the stock versions db holds: it grows with every change made,
+// or copied, and the copy has caught up when its sum equals the source's. A failed read
+// counts as no progress.
+func versions(db *gorm.DB) int64 {
+	var n int64
+	_ = db.Raw(`SELECT COALESCE(SUM(version), 0) FROM test_stock`).Scan(&n).Error
+	return n
+}
+
+// watchProgress polls progress until ctx ends. If the copy is behind and has not moved for
+// stall, it calls stop; the returned func then says so (and is "" until then). The watch ends
+// before the test's other cleanups run.
+func watchProgress(t *testing.T, ctx context.Context, stop func(), stall time.Duration, progress func() (copied, made int64)) func() string {
+	var msg atomic.Pointer[string]
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		last, moved := int64(-1), time.Now()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			copied, made := progress()
+			if copied == made || copied > last {
+				last, moved = copied, time.Now()
+				continue
+			}
+			if time.Since(moved) > stall {
+				m := fmt.Sprintf("the copy stalled: no progress for %s with %d of %d versions copied", stall, copied, made)
+				msg.Store(&m)
+				stop()
+				return
+			}
+		}
+	}()
+	return func() string {
+		if m := msg.Load(); m != nil {
+			return *m
+		}
+		return ""
+	}
 }

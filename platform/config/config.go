@@ -30,6 +30,8 @@ type Config struct {
 	Services map[string]Service `yaml:"services" json:"services"`
 	// Events configures the event bus.
 	Events Events `yaml:"events" json:"events"`
+	// Retention bounds the tables Ficus keeps for itself (idempotency keys, outbox, inbox).
+	Retention Retention `yaml:"retention" json:"retention"`
 
 	// Path is the file the config was read from; relative paths inside it resolve against its
 	// directory.
@@ -181,6 +183,10 @@ type Events struct {
 	Bus string `yaml:"bus" json:"bus"`
 	// Embedded configures the embedded server.
 	Embedded Embedded `yaml:"embedded" json:"embedded"`
+	// Stream bounds the events stream, FICUS_EVENTS. Defaults 168h and 1GiB.
+	Stream StreamLimits `yaml:"stream" json:"stream"`
+	// DeadLetters bounds the dead-letter stream, FICUS_DLQ. Defaults 720h and 256MiB.
+	DeadLetters StreamLimits `yaml:"dead_letters" json:"dead_letters"`
 }
 
 // Embedded configures the embedded NATS JetStream server.
@@ -307,6 +313,7 @@ func (c *Config) setDefaults() {
 	def(&c.Events.Bus, "embedded")
 	def(&c.Events.Embedded.Listen, "127.0.0.1:4222")
 	def(&c.Events.Embedded.Store, "data/nats")
+	c.setRetentionDefaults()
 }
 
 // Resolve returns p resolved against the config file's directory when it is relative.

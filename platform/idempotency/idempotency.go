@@ -9,7 +9,9 @@
 // running in this process is 409 (in another process it waits for the first to commit, then
 // gets its response). A 5xx, or a panic, rolls the claim and the effect back, so the client
 // may retry. A claim left in_flight (by an older version, which committed the claim on its
-// own) is taken over after Options.Lease.
+// own) is taken over after Options.Lease. Keys are kept for a while, not for ever: PruneRule
+// deletes a finished key a day (config's retention.idempotency) after its first request, and
+// a repeat after that runs again, as a new request.
 //
 // Because the handler runs inside the transaction, its writes must go through the store's
 // context-carried transaction (store.InTx and store.Conn do this), and it should not make

@@ -1,6 +1,7 @@
 // Package inbox makes event handling exactly-once in effect. The bus delivers at least once;
 // the inbox records, per consumer, the id of every event applied, in the same transaction as
-// the handler's effect, so a redelivered event finds its id there and changes nothing.
+// the handler's effect, so a redelivered event finds its id there and changes nothing. Ids are
+// kept until PruneRule's retention has passed, which must outlast every possible redelivery.
 package inbox
 
 import (
@@ -8,7 +9,6 @@ import (
 	"embed"
 	"fmt"
 	"strings"
-	"time"
 
 	"gorm.io/gorm"
 
@@ -37,7 +37,7 @@ func Handle(ctx context.Context, db *gorm.DB, consumer string, e event.Event, fn
 	}
 	err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
 		res := tx.Exec(`INSERT INTO `+Table+` (consumer, event_id, event_type, processed_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, e.ID, e.Type, time.Now().UTC())
+			ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, e.ID, e.Type, now(tx))
 		if res.Error != nil {
 			return fmt.Errorf("recording in inbox: %w", res.Error)
 		}
@@ -91,7 +91,7 @@ func HandleBatch(ctx context.Context, db *gorm.DB, consumer string, evs []event.
 // were not there before.
 func record(tx *gorm.DB, consumer string, evs []event.Event) (map[string]struct{}, error) {
 	fresh := make(map[string]struct{}, len(evs))
-	now := time.Now().UTC()
+	at := now(tx)
 	for len(evs) > 0 {
 		n := min(len(evs), 500)
 		var sql strings.Builder
@@ -102,7 +102,7 @@ func record(tx *gorm.DB, consumer string, evs []event.Event) (map[string]struct{
 				sql.WriteString(", ")
 			}
 			sql.WriteString("(?, ?, ?, ?)")
-			args = append(args, consumer, e.ID, e.Type, now)
+			args = append(args, consumer, e.ID, e.Type, at)
 		}
 		sql.WriteString(` ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id`)
 		var ids []string
@@ -143,14 +143,4 @@ func Seen(ctx context.Context, db *gorm.DB, consumer, id string) (bool, error) {
 		return false, fmt.Errorf("reading inbox: %w", err)
 	}
 	return n > 0, nil
-}
-
-// Prune forgets events applied before cutoff and returns how many. Keep them longer than an
-// event can be redelivered (the bus keeps events 7 days).
-func Prune(ctx context.Context, db *gorm.DB, cutoff time.Time) (int64, error) {
-	res := db.WithContext(ctx).Exec(`DELETE FROM `+Table+` WHERE processed_at < ?`, cutoff.UTC())
-	if res.Error != nil {
-		return 0, fmt.Errorf("pruning inbox: %w", res.Error)
-	}
-	return res.RowsAffected, nil
 }

@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/platform/event"
+	"github.com/ficus-project/ficus/platform/retention"
 	"github.com/ficus-project/ficus/platform/store"
 )
 
@@ -120,11 +121,19 @@ func TestHandlerAdapterAndPrune(t *testing.T) {
 	if n := effects(t, db); n != 1 {
 		t.Fatalf("applied %d times, want 1", n)
 	}
-	if n, err := Prune(ctx, db, time.Now().Add(-time.Hour)); err != nil || n != 0 {
-		t.Fatalf("Prune(an hour ago) = %d, %v; want 0", n, err)
+	prune := func(now time.Time) int64 {
+		t.Helper()
+		res, err := retention.NewPruner(db, retention.Options{Now: func() time.Time { return now }}, PruneRule(time.Hour)).Round(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pruned[Table]
 	}
-	if n, err := Prune(ctx, db, time.Now().Add(time.Hour)); err != nil || n != 1 {
-		t.Fatalf("Prune(in an hour) = %d, %v; want 1", n, err)
+	if n := prune(time.Now()); n != 0 {
+		t.Fatalf("pruning ids older than an hour deleted %d, want 0", n)
+	}
+	if n := prune(time.Now().Add(2 * time.Hour)); n != 1 {
+		t.Fatalf("pruning two hours on deleted %d, want 1", n)
 	}
 	if err := Handle(ctx, db, "", e, effect(e)); err == nil {
 		t.Error("Handle accepted an empty consumer name")

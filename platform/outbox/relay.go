@@ -53,9 +53,6 @@ type RelayOptions struct {
 	// Holder identifies this relay in the lease table. Default: host name, process id and a
 	// random suffix.
 	Holder string
-	// Retention is how long sent rows are kept (List can read them) before they are deleted.
-	// Default 72h; negative keeps them forever.
-	Retention time.Duration
 	// Registerer receives the relay's metrics. Default: none registered.
 	Registerer prometheus.Registerer
 	// Logger receives failures. Default: discarded.
@@ -92,9 +89,6 @@ func (o *RelayOptions) setDefaults() {
 		_, _ = rand.Read(b[:])
 		o.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	if o.Retention == 0 {
-		o.Retention = 72 * time.Hour
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -111,7 +105,8 @@ func (o *RelayOptions) setDefaults() {
 // with a higher seq, and a high-water mark would skip it for ever. Delivery is at least once:
 // a relay that dies after publishing and before marking rows sent publishes them again, and
 // the bus (Nats-Msg-Id) and the consumers' inbox drop the duplicates. Only the relay holding
-// the outbox's lease publishes, so two relays never race on one outbox.
+// the outbox's lease publishes, so two relays never race on one outbox. The relay never
+// deletes rows: a retention.Pruner with PruneRule does, for the whole database.
 type Relay struct {
 	db      *gorm.DB
 	pub     Publisher
@@ -124,7 +119,6 @@ type Relay struct {
 
 	leaseRenewAt time.Time
 	gaugesAt     time.Time
-	pruneAt      time.Time
 }
 
 // NewRelay returns a relay that publishes db's outbox through pub. Run starts it.
@@ -178,6 +172,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			if !held {
 				r.metrics.leader.Set(0)
+				r.log.Debug("outbox relay: lease held by another relay", "retry_in", r.opts.LeaseTTL/3)
 				sleep(ctx, r.opts.LeaseTTL/3, nil)
 				continue
 			}
@@ -190,7 +185,6 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = r.opts.MinBackoff
-		r.prune(ctx)
 		if n < r.opts.BatchSize {
 			if woken := sleep(ctx, r.opts.PollInterval, r.wake); woken && r.opts.Linger > 0 {
 				sleep(ctx, r.opts.Linger, nil)
@@ -300,22 +294,6 @@ func (r *Relay) updateGauges(ctx context.Context) {
 	}
 }
 
-// prune deletes rows sent longer ago than the retention, at most once a minute.
-func (r *Relay) prune(ctx context.Context) {
-	now := r.now()
-	if r.opts.Retention < 0 || now.Before(r.pruneAt) {
-		return
-	}
-	r.pruneAt = now.Add(time.Minute)
-	err := store.InTx(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
-		return tx.Exec(`DELETE FROM `+Table+` WHERE sent_at IS NOT NULL AND sent_at < ?`,
-			now.Add(-r.opts.Retention).UTC()).Error
-	})
-	if err != nil {
-		r.log.Warn("outbox relay: pruning sent rows", "err", err)
-	}
-}
-
 func (r *Relay) now() time.Time { return r.opts.Now().UTC() }
 
 // sleep waits for d, ctx or a wake-up, whichever comes first, and reports whether it was a
@@ -355,7 +333,8 @@ func Backlog(ctx context.Context, db *gorm.DB) (int64, time.Time, error) {
 }
 
 // List returns up to limit events recorded in db's outbox after sequence afterSeq (0 for the
-// start), oldest first, sent or not. Sent rows older than the relay's retention are gone.
+// start), oldest first, sent or not. Sent rows older than the outbox's retention (PruneRule)
+// are gone.
 func List(ctx context.Context, db *gorm.DB, afterSeq int64, limit int) ([]event.Event, error) {
 	if limit <= 0 {
 		limit = 100
