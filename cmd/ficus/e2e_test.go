@@ -387,6 +387,19 @@ func TestUpServesThePrintedCurl(t *testing.T) {
 		t.Fatalf("order: %v %s", err, body)
 	}
 
+	// The monolith prunes its bookkeeping tables (retention) beside the relay.
+	resp, err := http.Get("http://" + h.addr("monolith") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, table := range []string{"ficus_outbox", "ficus_idempotency"} {
+		if want := `ficus_retention_pruned_rows_total{database="monolith",table="` + table + `"}`; !bytes.Contains(metricsText, []byte(want)) {
+			t.Errorf("the monolith's /metrics lacks %s: is its pruner running?", want)
+		}
+	}
+
 	// The token reaches the facade only, and no log line.
 	if strings.Contains(up.out.String(), token) {
 		t.Errorf("the admin token from the environment is printed:\n%s", up.out)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +21,11 @@ import (
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/idempotency"
 	"github.com/ficus-project/ficus/platform/outbox"
+	"github.com/ficus-project/ficus/platform/retention"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/web"
 )
 
 // serveCommand runs one component in the foreground.
@@ -104,13 +108,18 @@ meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			m.ServeMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-			relayCtx, stopRelay := context.WithCancel(ctx)
-			relayDone := make(chan struct{})
-			go func() {
-				defer close(relayDone)
-				runRelay(relayCtx, cfg.Events, m.DB, "monolith", reg, logger)
-			}()
-			defer func() { stopRelay(); <-relayDone }()
+			// The outbox relay and the pruner run beside the server and stop after it.
+			bgCtx, stopBackground := context.WithCancel(ctx)
+			var bg sync.WaitGroup
+			bg.Go(func() { runRelay(bgCtx, cfg.Events, m.DB, "monolith", reg, logger) })
+			pruner := newPruner(cfg, m.DB, "monolith", reg, logger,
+				outbox.PruneRule(cfg.Retention.Outbox.D()), idempotency.PruneRule(cfg.Retention.Idempotency.D()))
+			bg.Go(func() {
+				if err := pruner.Run(bgCtx); err != nil {
+					logger.Error("retention: pruning is off", "err", err)
+				}
+			})
+			defer func() { stopBackground(); bg.Wait() }()
 
 			if listenAddr == "" {
 				listenAddr = cfg.Monolith.Listen
@@ -125,14 +134,11 @@ meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
 	}
 }
 
-// serveHTTP serves h on ln until ctx is done, then drains in-flight requests for up to 10s.
+// serveHTTP serves h on ln with the time limits of web.NewServer until ctx is done, then
+// drains in-flight requests for up to 10s.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	// Header, body and idle time limits: a client too slow to send its body gets a 408.
+	srv := web.NewServer(h, web.ServerOptions{Logger: logger})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -150,6 +156,13 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slo
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newPruner returns the pruner that keeps db's bookkeeping tables within the retention
+// config.yaml sets (see docs/events.md, "Retention and disk budget").
+func newPruner(cfg *config.Config, db *gorm.DB, name string, reg prometheus.Registerer, logger *slog.Logger, rules ...retention.Rule) *retention.Pruner {
+	return retention.NewPruner(db, retention.Options{Name: name, Registerer: reg, Logger: logger,
+		Interval: cfg.Retention.Interval.D(), BatchSize: cfg.Retention.Batch, MaxBatches: cfg.Retention.MaxBatches}, rules...)
 }
 
 // runRelay publishes db's outbox to the bus until ctx is done. It waits for the bus to be

@@ -24,7 +24,6 @@ import (
 	"github.com/ficus-project/ficus/cmd/ficus/internal/procnet"
 	"github.com/ficus-project/ficus/facade"
 	"github.com/ficus-project/ficus/monolith"
-	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/platform/config"
 )
 
@@ -101,10 +100,6 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 		return err
 	}
 	demo, err := m.Seed(ctx)
-	var people []demoCustomer
-	if err == nil {
-		people, err = demoCustomers(ctx, m.Customers)
-	}
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}
@@ -130,7 +125,7 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 		return err
 	}
 	s.locked(func() {
-		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, people: people, token: token,
+		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, token: token,
 			tokenSource: source, self: self})
 	})
 	s.wait()
@@ -502,42 +497,11 @@ func natsReady(addr string) func(context.Context) error {
 	}
 }
 
-// demoCustomer is a seeded customer and what it demonstrates.
-type demoCustomer struct {
-	email, shows, id string
-}
-
-// demoCustomerNotes says what each seeded customer demonstrates, in the banner's order.
-var demoCustomerNotes = []struct{ email, shows string }{
-	{monolith.DemoEmail, "plenty of credit (5,000.00): orders go through, 201"},
-	{"bob@decline.test", "card always declined: 402 payment_declined"},
-	{"olga@outage.test", "payment gateway outage: 503 gateway_unavailable"},
-	{"cass@example.com", "credit limit 20.00: a second MUG-FICUS goes over it, 402"},
-}
-
-// demoCustomers looks the seeded customers up by email; those not in the database (it held
-// other data before the first run) are left out.
-func demoCustomers(ctx context.Context, cs *customers.Service) ([]demoCustomer, error) {
-	var out []demoCustomer
-	for _, n := range demoCustomerNotes {
-		c, err := cs.ByEmail(ctx, n.email)
-		if errors.Is(err, customers.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("looking up demo customer %s: %w", n.email, err)
-		}
-		out = append(out, demoCustomer{email: n.email, shows: n.shows, id: c.ID})
-	}
-	return out, nil
-}
-
 // banner is what ficus up prints once everything is ready.
 type banner struct {
 	cfg         *config.Config
 	comps       []*component
 	demo        monolith.Demo
-	people      []demoCustomer
 	token       string
 	tokenSource string
 	self        string
@@ -567,10 +531,10 @@ func printBanner(w io.Writer, b banner) {
 		tokenShown = b.tokenSource // the person who set it knows it; don't echo it
 	}
 	fmt.Fprintf(w, "  Admin token (shown only here; also in %s): %s\n", cfg.Resolve(cfg.Facade.Admin.TokenFile), tokenShown)
-	if len(b.people) > 0 {
+	if len(b.demo.Customers) > 0 {
 		fmt.Fprintln(w, "\n  Demo customers (customer_id for POST /api/orders):")
-		for _, p := range b.people {
-			fmt.Fprintf(w, "    %-18s %s  %s\n", p.email, p.id, p.shows)
+		for _, p := range b.demo.Customers {
+			fmt.Fprintf(w, "    %-18s %s  %s\n", p.Email, p.ID, p.Demonstrates)
 		}
 		fmt.Fprintln(w, "  Demo items: BOOK-GO-1 (39.99), MUG-FICUS (12.99), STICKER-FIG (1.99), LAMP-RARE (250.00, one in stock)")
 	}

@@ -98,7 +98,12 @@ func NewPruner(db *gorm.DB, opts Options, rules ...Rule) *Pruner {
 	for _, r := range rules {
 		if r.Table == "" || r.Keep <= 0 || r.Prune == nil {
 			p.err = errors.Join(p.err, fmt.Errorf("retention rule %q: needs a table, a positive Keep (got %s) and a Prune function", r.Table, r.Keep))
+			continue
 		}
+		// Every table's series exist from the start, at zero, so a dashboard sees the
+		// pruner before its first deletion.
+		p.metrics.pruned.WithLabelValues(r.Table)
+		p.metrics.errors.WithLabelValues(r.Table)
 	}
 	return p
 }
