@@ -89,39 +89,35 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 	p, err := route.Clean(r.URL)
 	if err != nil {
 		f.metrics.badPath.Inc()
-		w.Header().Set(headerRequestID, id)
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "ambiguous_path",
+		refuse(w, r, id, problem.New(http.StatusBadRequest, "ambiguous_path",
 			"the request path has encoded slashes, backslashes or hidden dot segments"))
 		return
 	}
 	i := t.router.Match(r.Method, p, r.Header)
-	if i < 0 {
-		f.metrics.noRoute.Inc()
-		w.Header().Set(headerRequestID, id)
-		pr := problem.New(http.StatusNotFound, "no_route", "no route matches "+r.Method+" "+p)
-		pr.Instance = p
-		problem.Write(w, r, pr)
-		return
+	var rt *Route
+	if i >= 0 {
+		rt = t.routes[i]
 	}
-	rt := t.routes[i]
-	if t.internalPath(p, rt) {
-		// A backend's own endpoints (metrics, health checks) are not the clients' business.
-		f.metrics.internal.Inc()
-		w.Header().Set(headerRequestID, id)
+	// A backend's own endpoints (metrics, health checks) are not the clients' business: an
+	// internal path is answered as if no route matched.
+	if rt == nil || t.internalPath(p, rt) {
+		if rt == nil {
+			f.metrics.noRoute.Inc()
+		} else {
+			f.metrics.internal.Inc()
+		}
 		pr := problem.New(http.StatusNotFound, "no_route", "no route matches "+r.Method+" "+p)
 		pr.Instance = p
-		problem.Write(w, r, pr)
+		refuse(w, r, id, pr)
 		return
 	}
 	if r.ContentLength > t.maxBody {
 		rt.primary.m.clients[bodyTooLarge].Inc()
-		h := w.Header()
-		h.Set(headerRequestID, id)
-		h.Set("Connection", "close") // the body is not read
+		w.Header().Set("Connection", "close") // the body is not read
 		pr := problem.New(http.StatusRequestEntityTooLarge, reasons[bodyTooLarge],
 			"the request body is larger than "+strconv.FormatInt(t.maxBody, 10)+" bytes")
 		pr.Instance = p
-		problem.Write(w, r, pr)
+		refuse(w, r, id, pr)
 		return
 	}
 	ex := &exchange{Context: r.Context(), route: rt, path: p, id: id, header: t.header, served: rt.primary}
@@ -139,6 +135,12 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 		ex.served.m.observe(ex.status, time.Since(start).Seconds())
 	}()
 	f.proxy.ServeHTTP(&ex.w, out)
+}
+
+// refuse answers a request the facade turns away before any backend sees it.
+func refuse(w http.ResponseWriter, r *http.Request, id string, p *problem.Problem) {
+	w.Header().Set(headerRequestID, id)
+	problem.Write(w, r, p)
 }
 
 // rewrite aims the outbound request at the route's primary backend and sets the
