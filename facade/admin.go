@@ -34,9 +34,12 @@ type RouteInfo struct {
 
 // BackendInfo is one backend on the admin API (GET /api/backends).
 type BackendInfo struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	Breaker  string `json:"breaker"`
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Breaker is the circuit breaker's state: closed, half-open or open.
+	Breaker string `json:"breaker"`
+	// Health is what the active health check says: healthy, unhealthy or disabled.
+	Health   string `json:"health"`
 	InFlight int64  `json:"in_flight"`
 	Queued   int64  `json:"queue_depth"`
 }
@@ -64,15 +67,15 @@ func (f *Facade) Backends() []BackendInfo {
 	out := make([]BackendInfo, 0, len(t.backends))
 	for name, b := range t.backends {
 		out = append(out, BackendInfo{Name: name, URL: config.Redact(b.Config.URL), Breaker: b.BreakerState(),
-			InFlight: b.bulkhead.InFlight(), Queued: b.bulkhead.Queued()})
+			Health: b.Health(), InFlight: b.bulkhead.InFlight(), Queued: b.bulkhead.Queued()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
 // AdminHandler returns the admin API. /healthz and /readyz are open; everything else needs
-// "Authorization: Bearer TOKEN" with the token from the variable facade.admin.token_env
-// names (or the generated one), and answers 401 otherwise.
+// "Authorization: Bearer TOKEN" with the admin token (Options.AdminToken), and answers 401
+// otherwise.
 func (f *Facade) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {

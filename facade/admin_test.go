@@ -41,8 +41,11 @@ func TestAdminNeedsToken(t *testing.T) {
 			t.Errorf("%s without a token: %d, want 200", path, status)
 		}
 	}
+	// Near misses too: a prefix of the token, the token plus a character, another case.
+	nearMisses := []string{"", "wrong", testToken[:len(testToken)-1], testToken[:1], testToken + "x", testToken + " x",
+		strings.ToUpper(testToken), "Bearer " + testToken}
 	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/metrics", "/nope", "/", "/healthz/x"} {
-		for _, tok := range []string{"", "wrong", testToken + "x"} {
+		for _, tok := range nearMisses {
 			if status, body := h.adminGet(path, tok); status != 401 || !strings.Contains(body, `"unauthorized"`) {
 				t.Errorf("%s with token %q: %d %s, want 401 problem", path, tok, status, body)
 			}
@@ -62,36 +65,64 @@ func TestAdminNeedsToken(t *testing.T) {
 	}
 }
 
-func TestAdminGeneratesTokenWhenUnset(t *testing.T) {
+// TestAdminTokenIsNeverLogged checks where the admin token comes from, that the log says
+// where and never what, and that without any token the admin API is closed to everyone.
+func TestAdminTokenIsNeverLogged(t *testing.T) {
 	a := startBackend(t, "a")
 	cfg, err := config.Parse("config.yaml", []byte(fmt.Sprintf("backends:\n  a: { url: %s }\nroutes:\n  - match: { path: / }\n    to: a\n", a.URL())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	f, err := New(cfg, Options{Logger: newTestLogger(logs)}) // no Getenv: the variable is empty
-	if err != nil {
-		t.Fatal(err)
+	const given = "token-from-options-0123456789abcdef"
+	tests := []struct {
+		name       string
+		opts       Options
+		wantToken  string
+		wantSource string
+	}{
+		{"options", Options{AdminToken: given, AdminTokenSource: "/run/ficus/admin.token"}, given, "source=/run/ficus/admin.token"},
+		{"options without source", Options{AdminToken: given}, given, "source=Options.AdminToken"},
+		{"variable", Options{Getenv: func(k string) string { return map[string]string{"FICUS_ADMIN_TOKEN": given}[k] }}, given, "source=$FICUS_ADMIN_TOKEN"},
+		{"none", Options{}, "", "no admin token given"},
 	}
-	srv := newServer(t, f.AdminHandler())
-	for _, tok := range []string{"", " ", "Bearer"} {
-		req, _ := http.NewRequest("GET", srv+"/api/routes", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 401 {
-			t.Fatalf("token %q: %d; the admin API must never be open", tok, resp.StatusCode)
-		}
-	}
-	if !strings.Contains(logs.String(), "token="+f.token) || len(f.token) < 32 {
-		t.Fatalf("the generated token was not logged: %s", logs.String())
-	}
-	rt, err := FetchRoutes(context.Background(), http.DefaultClient, srv, f.token)
-	if err != nil || len(rt.Routes) != 1 {
-		t.Fatalf("with the generated token: %+v %v", rt, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			tt.opts.Logger = newTestLogger(logs)
+			f, err := New(cfg, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(f.Close)
+			if !strings.Contains(logs.String(), tt.wantSource) {
+				t.Errorf("the log does not say where the token came from (%q):\n%s", tt.wantSource, logs.String())
+			}
+			if strings.Contains(logs.String(), f.token) || strings.Contains(logs.String(), given) {
+				t.Fatalf("the admin token was logged:\n%s", logs.String())
+			}
+			srv := newServer(t, f.AdminHandler())
+			if tt.wantToken != "" {
+				if _, err := FetchRoutes(context.Background(), http.DefaultClient, srv, tt.wantToken); err != nil {
+					t.Fatalf("with the token: %v", err)
+				}
+				return
+			}
+			if len(f.token) < 32 {
+				t.Fatalf("the made-up token is weak: %d characters", len(f.token))
+			}
+			for _, tok := range []string{"", " ", "Bearer"} {
+				req, _ := http.NewRequest("GET", srv+"/api/routes", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 401 {
+					t.Fatalf("token %q: %d; the admin API must never be open", tok, resp.StatusCode)
+				}
+			}
+		})
 	}
 }
 
@@ -165,29 +196,43 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 // TestServeDrainsInFlight runs Serve on :0 listeners and stops it while a request is in
-// flight: the request completes, and Serve returns.
+// flight: while the request drains, the admin API still answers and /readyz says 503, the
+// request completes, and Serve returns.
 func TestServeDrainsInFlight(t *testing.T) {
 	b := startBackend(t, "slow")
+	release := make(chan struct{})
 	b.set(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
 		w.Write([]byte("finished"))
 	})
 	cfg, err := config.Parse("config.yaml", []byte(fmt.Sprintf("backends:\n  slow: { url: %s }\nroutes:\n  - match: { path: / }\n    to: slow\n", b.URL())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(cfg, Options{Getenv: func(string) string { return testToken }})
+	f, err := New(cfg, Options{AdminToken: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
 	al, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	served := make(chan error, 1)
 	go func() { served <- f.Serve(ctx, pl, al) }()
 
-	if resp, err := http.Get("http://" + al.Addr().String() + "/healthz"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("healthz: %v", err)
+	readyz := func() int {
+		resp, err := http.Get("http://" + al.Addr().String() + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := readyz(); status != 200 {
+		t.Fatalf("readyz before shutdown: %d", status)
 	}
 	got := make(chan string, 1)
 	go func() {
@@ -203,6 +248,9 @@ func TestServeDrainsInFlight(t *testing.T) {
 	}()
 	eventually(t, "the request reaches the backend", func() bool { return b.hits.Load() == 1 })
 	cancel()
+	// Draining: the proxy waits for its request, and the admin API says so.
+	eventually(t, "/readyz answers 503 while draining", func() bool { return readyz() == 503 })
+	close(release)
 	if s := <-got; s != "finished" {
 		t.Fatalf("in-flight request: %q", s)
 	}
@@ -217,6 +265,41 @@ func TestServeDrainsInFlight(t *testing.T) {
 	if _, err := http.Get("http://" + pl.Addr().String() + "/"); err == nil {
 		t.Fatal("still serving after shutdown")
 	}
+	if status := readyz(); status != 0 {
+		t.Fatalf("admin still answering after shutdown: %d", status)
+	}
+}
+
+// TestServeRefusesRemoteAdmin checks the admin API is not served where other hosts can
+// reach it unless facade.admin.allow_remote says so.
+func TestServeRefusesRemoteAdmin(t *testing.T) {
+	cfg, err := config.Parse("config.yaml", []byte("backends: { m: { url: http://127.0.0.1:1, health: { disabled: true } } }\nroutes: [{ match: { path: / }, to: m }]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg, Options{AdminToken: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := net.Listen("tcp", ":0") // every interface
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Serve(context.Background(), pl, al)
+	if err == nil || !strings.Contains(err.Error(), "allow_remote") {
+		t.Fatalf("Serve with the admin API on %s: %v, want a refusal naming allow_remote", al.Addr(), err)
+	}
+	if _, err := net.Dial("tcp", pl.Addr().String()); err == nil {
+		t.Fatal("the proxy listener was left open")
+	}
+	if err := checkAdminAddr(al.Addr(), true); err != nil {
+		t.Fatalf("allowed remote admin refused: %v", err)
+	}
 }
 
 func TestAdminRedactsBackendPasswords(t *testing.T) {
@@ -224,7 +307,7 @@ func TestAdminRedactsBackendPasswords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(cfg, Options{Getenv: func(string) string { return testToken }})
+	f, err := New(cfg, Options{AdminToken: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,10 +94,11 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Getenv: func(string) string { return "t" }})
+	f, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AdminToken: "t"})
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(f.Close)
 	proxy := httptest.NewServer(f.Handler())
 	b.Cleanup(proxy.Close)
 	runBench(b, proxy.URL+"/api/inventory/items/A-1")
@@ -106,10 +107,11 @@ routes:
 // BenchmarkRouterMatch measures matching one path against a table of 22 routes.
 func BenchmarkRouterMatch(b *testing.B) {
 	cfg := benchRoutes()
-	f, err := New(cfg, Options{Getenv: func(string) string { return "t" }})
+	f, err := New(cfg, Options{AdminToken: "t"})
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(f.Close)
 	t := f.table.Load()
 	h := http.Header{}
 	b.ReportAllocs()

@@ -4,7 +4,8 @@
 //
 // A Facade serves two handlers: Handler, the proxy clients talk to, and AdminHandler, the
 // token-protected admin API (route table, backends, effective config, last reload,
-// Prometheus metrics). The caller owns the listeners and servers.
+// Prometheus metrics). The caller owns the listeners and servers, or hands them to Serve.
+// New starts the backends' health checks; Close stops them.
 package facade
 
 import (
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,11 +27,18 @@ import (
 
 // Options are a Facade's dependencies. Every field works at its zero value.
 type Options struct {
-	// Logger receives reloads, breaker changes and proxy errors. Default: discards.
+	// Logger receives reloads, breaker and health changes, and failed requests (at most a
+	// line a second of each kind). Default: discards.
 	Logger *slog.Logger
-	// Getenv reads the variable named by facade.admin.token_env, and GOGC (see Serve).
-	// Default: a function that finds nothing, so a random admin token is generated and
-	// logged.
+	// AdminToken is the admin API's bearer token, as AdminToken returns it. Default: the
+	// variable facade.admin.token_env names (read with Getenv), else a random token that
+	// is never shown, which keeps the admin API closed to everyone.
+	AdminToken string
+	// AdminTokenSource says where AdminToken came from ("$FICUS_ADMIN_TOKEN", a file
+	// path); it is logged, the token never is. Default "Options.AdminToken".
+	AdminTokenSource string
+	// Getenv reads the variable named by facade.admin.token_env when AdminToken is empty.
+	// Default: a function that finds nothing.
 	Getenv func(string) string
 	// Registry receives the facade's metrics and is served on /metrics. Default: a new
 	// registry with the Go runtime and process collectors.
@@ -54,10 +63,19 @@ type Facade struct {
 	proxy     *httputil.ReverseProxy
 	ids       *idSource
 	token     string
-	gcPercent int // set by Serve while it serves; 0 leaves the runtime's
+	logs      *logLimiter
+
+	// life bounds the backends' health checks; Close ends it and waits for them.
+	life     context.Context
+	endLife  context.CancelFunc
+	checkers sync.WaitGroup
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
+
+	// watching, if set, is called once Watch watches the config's directory (for tests,
+	// which must not edit the file before that).
+	watching func()
 
 	reloadMu sync.Mutex // serializes reloads
 	lastMu   sync.Mutex
@@ -109,26 +127,15 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 		return nil, fmt.Errorf("registering facade metrics: %w", err)
 	}
 	f.ids = newIDSource()
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
-	}
-	if getenv("GOGC") == "" {
-		f.gcPercent = serveGCPercent
-	}
-	f.token = getenv(cfg.Facade.Admin.TokenEnv)
-	if f.token == "" {
-		f.token = randomToken()
-		f.log.Warn("admin token variable is empty; generated a token for this run",
-			"variable", cfg.Facade.Admin.TokenEnv, "token", f.token)
-	}
+	f.logs = newLogLimiter(time.Second, f.now)
+	f.token = adminToken(cfg, opts, f.log)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
 		Transport:     dispatcher{f},
 		FlushInterval: 0, // flushWriter flushes each write; see there
 		BufferPool:    &bufferPool{},
 		ErrorHandler:  f.proxyError,
-		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
+		ErrorLog:      errorLog(f.log, f.logs),
 	}
 	t, err := f.build(cfg, nil, f.now())
 	if err != nil {
@@ -136,9 +143,35 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	}
 	f.table.Store(t)
 	f.last = ReloadResult{Time: t.loaded, OK: true, Path: cfg.Path, Generation: t.generation}
+	f.metrics.reloadOK.Inc() // the first load is a load like any other
 	f.metrics.lastReload.Set(1)
 	f.metrics.generation.Set(float64(t.generation))
+	f.life, f.endLife = context.WithCancel(context.Background())
+	for _, b := range t.backends {
+		b.start(f.life, &f.checkers)
+	}
 	return f, nil
+}
+
+// adminToken picks the admin API's token from opts, and logs where it came from, never the
+// token itself.
+func adminToken(cfg *config.Config, opts Options, log *slog.Logger) string {
+	token, source := opts.AdminToken, opts.AdminTokenSource
+	if token != "" && source == "" {
+		source = "Options.AdminToken"
+	}
+	if token == "" && opts.Getenv != nil {
+		if token = strings.TrimSpace(opts.Getenv(cfg.Facade.Admin.TokenEnv)); token != "" {
+			source = "$" + cfg.Facade.Admin.TokenEnv
+		}
+	}
+	if token == "" {
+		log.Warn("no admin token given; the admin API refuses every request but /healthz and /readyz",
+			"variable", cfg.Facade.Admin.TokenEnv, "token_file", cfg.Facade.Admin.TokenFile)
+		return randomToken()
+	}
+	log.Info("admin API token loaded", "source", source)
+	return token
 }
 
 // Handler returns the proxy clients talk to.
@@ -185,7 +218,14 @@ func (f *Facade) swap(cfg *config.Config) error {
 	}
 	f.table.Store(t)
 	f.metrics.forget(old, t)
-	logRetired(f.log, retired(old, t))
+	gone := retired(old, t)
+	for _, b := range gone {
+		b.stop()
+	}
+	for _, b := range t.backends {
+		b.start(f.life, &f.checkers) // only the new ones start
+	}
+	logRetired(f.log, gone)
 	return nil
 }
 
@@ -226,8 +266,13 @@ func (f *Facade) LastReload() ReloadResult {
 	return r
 }
 
-// Close releases the facade's idle backend connections. Watch stops with its context.
+// Close stops the backends' health checks, waits for them, and releases the facade's idle
+// backend connections. Watch stops with its context.
 func (f *Facade) Close() {
+	f.reloadMu.Lock() // no reload starts a health check while they stop
+	defer f.reloadMu.Unlock()
+	f.endLife()
+	f.checkers.Wait()
 	if c, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}

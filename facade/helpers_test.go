@@ -25,12 +25,17 @@ import (
 const testToken = "test-admin-token"
 
 // testBackend is a real HTTP server on loopback that counts its hits and remembers the last
-// request it saw. By default it answers 200 with its name as the body.
+// request it saw. By default it answers 200 with its name as the body. The facade's health
+// checks are answered 200 and counted apart, in probes, so hits counts what clients sent.
 type testBackend struct {
 	name    string
 	srv     *httptest.Server
 	hits    atomic.Int64
+	probes  atomic.Int64
 	handler atomic.Pointer[http.HandlerFunc]
+	// probeStatus, when set, is the status health checks get; lastProbe is the last one's URI.
+	probeStatus atomic.Int32
+	lastProbe   atomic.Pointer[string]
 
 	mu   sync.Mutex
 	last seenRequest
@@ -47,6 +52,15 @@ func startBackend(t *testing.T, name string) *testBackend {
 	t.Helper()
 	b := &testBackend{name: name}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("User-Agent") == "ficus-health-check" {
+			b.probes.Add(1)
+			uri := r.RequestURI
+			b.lastProbe.Store(&uri)
+			if st := b.probeStatus.Load(); st != 0 {
+				w.WriteHeader(int(st))
+			}
+			return
+		}
 		b.hits.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
@@ -65,6 +79,14 @@ func startBackend(t *testing.T, name string) *testBackend {
 func (b *testBackend) URL() string { return b.srv.URL }
 
 func (b *testBackend) set(h http.HandlerFunc) { b.handler.Store(&h) }
+
+// seenProbe returns the URI of the last health check the backend answered.
+func (b *testBackend) seenProbe() string {
+	if p := b.lastProbe.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 func (b *testBackend) seen() seenRequest {
 	b.mu.Lock()
@@ -143,19 +165,34 @@ func startFacade(t *testing.T, yaml string) *harness {
 	return h
 }
 
-// watch runs the facade's config watcher for the rest of the test.
+// watch runs the facade's config watcher for the rest of the test, and returns once it
+// watches, so that the test's edits are seen.
 func (h *harness) watch() {
+	h.t.Helper()
+	watchFacade(h.t, h.f, h.path)
+}
+
+// watchFacade runs f's config watcher on path until the test ends, and returns once it
+// watches.
+func watchFacade(t *testing.T, f *Facade, path string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	watching, done := make(chan struct{}), make(chan struct{})
+	f.watching = func() { close(watching) }
 	go func() {
 		defer close(done)
-		if err := h.f.Watch(ctx, h.path); err != nil {
-			h.t.Errorf("watch: %v", err)
+		if err := f.Watch(ctx, path); err != nil {
+			t.Errorf("watch: %v", err)
 		}
 	}()
-	h.t.Cleanup(func() { cancel(); <-done })
-	// Let the watcher register before the test edits the file.
-	time.Sleep(50 * time.Millisecond)
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-watching:
+	case <-done:
+		t.Fatal("the watcher stopped before it watched")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher did not start watching within 5s")
+	}
 }
 
 // writeConfig replaces the config file, atomically (temp file + rename) or in place.

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// errKind is a facade-generated error, by its problem code.
+// errKind is an error the facade answers for a backend, by its problem code.
 type errKind int
 
 const (
@@ -15,12 +15,27 @@ const (
 	errCircuitOpen
 	errBulkheadFull
 	errTimeout
-	errClientClosed
+	errUnhealthy
 	numErrKinds
 )
 
 // codes are the problem codes of the errKinds, also their metric label.
-var codes = [numErrKinds]string{"backend_unreachable", "circuit_open", "bulkhead_full", "backend_timeout", "client_closed"}
+var codes = [numErrKinds]string{"backend_unreachable", "circuit_open", "bulkhead_full", "backend_timeout", "backend_unhealthy"}
+
+// clientReason is why a request failed through its client's fault; such failures never
+// count against a backend.
+type clientReason int
+
+const (
+	clientClosed  clientReason = iota // the client went away, or cut its body short
+	bodyMalformed                     // the body could not be decoded (bad chunked encoding)
+	bodyTimeout                       // the body did not arrive within facade.body_timeout
+	bodyTooLarge                      // the body is larger than facade.max_body_bytes
+	numClientReasons
+)
+
+// reasons are the clientReasons' metric labels, also the problem codes of the answers.
+var reasons = [numClientReasons]string{"client_closed", "body_malformed", "body_timeout", "body_too_large"}
 
 // metrics are the facade's Prometheus metrics, registered on a registry the facade was
 // given or made: never the global default one.
@@ -28,19 +43,23 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	errors       *prometheus.CounterVec
+	clientErrors *prometheus.CounterVec
 	fallbacks    *prometheus.CounterVec
 	rejected     *prometheus.CounterVec
 	noRoute      prometheus.Counter
 	badPath      prometheus.Counter
+	internal     prometheus.Counter
 	retries      *prometheus.CounterVec
 	exhausted    *prometheus.CounterVec
 	bulkheadFull *prometheus.CounterVec
 	transitions  *prometheus.CounterVec
+	checks       *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Counter
 	reloadFailed prometheus.Counter
 	lastReload   prometheus.Gauge
 	generation   prometheus.Gauge
+	backends     *backendCollector
 }
 
 func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
@@ -56,15 +75,19 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 		}, []string{"route", "backend"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_facade_errors_total",
-			Help: "Errors the facade answered itself, by route, backend and problem code.",
+			Help: "Errors the facade answered itself for a backend that failed or refused, by route, backend and problem code.",
 		}, []string{"route", "backend", "code"}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_facade_client_errors_total",
+			Help: "Requests that failed through the client's fault, by route and reason (client_closed, body_malformed, body_timeout, body_too_large); never counted against a backend.",
+		}, []string{"route", "reason"}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_facade_fallbacks_total",
 			Help: "Requests sent to a route's fallback backend because the primary was unavailable.",
 		}, []string{"route", "backend"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_facade_rejected_total",
-			Help: "Requests refused before routing, by reason (no_route, ambiguous_path).",
+			Help: "Requests refused before reaching a backend, by reason (no_route, ambiguous_path, internal_path).",
 		}, []string{"reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_backend_retries_total",
@@ -82,9 +105,13 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 			Name: "ficus_backend_breaker_transitions_total",
 			Help: "Circuit breaker state changes, by backend and new state.",
 		}, []string{"backend", "state"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ficus_backend_health_checks_total",
+			Help: "Active health check probes, by backend and result (success, failure).",
+		}, []string{"backend", "result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_config_reloads_total",
-			Help: "Config reloads, by result (success, failure).",
+			Help: "Config loads, the first included, by result (success, failure).",
 		}, []string{"result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ficus_config_last_reload_success",
@@ -97,15 +124,22 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 	}
 	m.noRoute = m.rejected.WithLabelValues("no_route")
 	m.badPath = m.rejected.WithLabelValues("ambiguous_path")
+	m.internal = m.rejected.WithLabelValues("internal_path")
 	m.reloadOK = m.reloads.WithLabelValues("success")
 	m.reloadFailed = m.reloads.WithLabelValues("failure")
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors, m.fallbacks, m.rejected, m.retries,
-		m.exhausted, m.bulkheadFull, m.transitions, m.reloads, m.lastReload, m.generation, &backendCollector{f: f}} {
+	m.backends = &backendCollector{f: f}
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// collectors lists every collector of the facade's metrics.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.errors, m.clientErrors, m.fallbacks, m.rejected, m.retries,
+		m.exhausted, m.bulkheadFull, m.transitions, m.checks, m.reloads, m.lastReload, m.generation, m.backends}
 }
 
 // routeMetrics are the metric children of one (route, backend) pair, resolved once when
@@ -114,13 +148,24 @@ type routeMetrics struct {
 	codes     [6]prometheus.Counter // by status/100; 0 holds anything outside 100-599
 	duration  prometheus.Observer
 	errors    [numErrKinds]prometheus.Counter
+	clients   *[numClientReasons]prometheus.Counter // the route's, shared by its backends
 	fallbacks prometheus.Counter
 }
 
-func (m *metrics) forRoute(route, backend string) *routeMetrics {
+// forClients resolves a route's client error counters.
+func (m *metrics) forClients(route string) *[numClientReasons]prometheus.Counter {
+	var c [numClientReasons]prometheus.Counter
+	for r := range numClientReasons {
+		c[r] = m.clientErrors.WithLabelValues(route, reasons[r])
+	}
+	return &c
+}
+
+func (m *metrics) forRoute(route, backend string, clients *[numClientReasons]prometheus.Counter) *routeMetrics {
 	rm := &routeMetrics{
 		duration:  m.duration.WithLabelValues(route, backend),
 		fallbacks: m.fallbacks.WithLabelValues(route, backend),
+		clients:   clients,
 	}
 	rm.codes[0] = m.requests.WithLabelValues(route, backend, "other")
 	for i := 1; i <= 5; i++ {
@@ -157,13 +202,14 @@ func (m *metrics) forget(old, cur *table) {
 			m.requests.DeletePartialMatch(l)
 			m.duration.DeletePartialMatch(l)
 			m.errors.DeletePartialMatch(l)
+			m.clientErrors.DeletePartialMatch(l)
 			m.fallbacks.DeletePartialMatch(l)
 		}
 	}
 	for name := range old.backends {
 		if _, ok := cur.backends[name]; !ok {
 			l := prometheus.Labels{"backend": name}
-			for _, v := range []*prometheus.CounterVec{m.requests, m.errors, m.fallbacks, m.retries, m.exhausted, m.bulkheadFull, m.transitions} {
+			for _, v := range []*prometheus.CounterVec{m.requests, m.errors, m.fallbacks, m.retries, m.exhausted, m.bulkheadFull, m.transitions, m.checks} {
 				v.DeletePartialMatch(l)
 			}
 			m.duration.DeletePartialMatch(l)
@@ -178,6 +224,7 @@ var (
 	descBreaker  = prometheus.NewDesc("ficus_backend_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"backend"}, nil)
 	descInFlight = prometheus.NewDesc("ficus_backend_in_flight", "Requests in flight to the backend (holding a bulkhead slot).", []string{"backend"}, nil)
 	descQueued   = prometheus.NewDesc("ficus_backend_queue_depth", "Requests waiting for a bulkhead slot.", []string{"backend"}, nil)
+	descHealthy  = prometheus.NewDesc("ficus_backend_healthy", "1 if the backend's health check counts it healthy, 0 if unhealthy; absent when its health check is disabled.", []string{"backend"}, nil)
 )
 
 // Describe sends the descriptors of the backend metrics.
@@ -185,6 +232,7 @@ func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBreaker
 	ch <- descInFlight
 	ch <- descQueued
+	ch <- descHealthy
 }
 
 // Collect sends the current value of every backend metric.
@@ -197,6 +245,13 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(b.breaker.State()), name)
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.bulkhead.InFlight()), name)
 		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(b.bulkhead.Queued()), name)
+		if b.health != nil {
+			v := 0.0
+			if b.health.Healthy() {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, v, name)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package facade
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -23,7 +24,8 @@ type exchange struct {
 	context.Context // the client request's
 
 	route  *Route
-	path   string // the cleaned path it was routed on and is forwarded with
+	path   string     // the cleaned path it was routed on and is forwarded with
+	body   clientBody // the request body, when it has one
 	id     string
 	header string  // the response header naming the backend
 	served *target // the backend answering: the primary, or the fallback
@@ -46,10 +48,17 @@ const (
 	numVals
 )
 
-// Value returns the exchange itself under contextKey, else what the client's context holds.
+// Value returns the exchange itself under contextKey, its request body under
+// resilience.ClientBodyKey, else what the client's context holds.
 func (ex *exchange) Value(key any) any {
-	if key == (contextKey{}) {
+	switch key {
+	case contextKey{}:
 		return ex
+	case resilience.ClientBodyKey{}:
+		if ex.body.rc == nil {
+			return nil
+		}
+		return &ex.body
 	}
 	return ex.Context.Value(key)
 }
@@ -64,6 +73,15 @@ func (ex *exchange) set(h http.Header, k string, i int, v string) {
 func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	t := f.table.Load()
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	var deadline bool
+	if hasBody {
+		// The body must arrive within the body timeout, counted from now, whatever becomes
+		// of the request: a client too slow to send it cannot hold a connection, a
+		// bulkhead slot or a goroutine for longer. Once the body is in, clientBody lifts
+		// the deadline.
+		deadline = http.NewResponseController(w).SetReadDeadline(start.Add(t.bodyTimeout)) == nil
+	}
 	id := r.Header.Get(headerRequestID)
 	if !validID(id) {
 		id = f.ids.next()
@@ -71,27 +89,58 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 	p, err := route.Clean(r.URL)
 	if err != nil {
 		f.metrics.badPath.Inc()
-		w.Header().Set(headerRequestID, id)
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "ambiguous_path",
+		refuse(w, r, id, problem.New(http.StatusBadRequest, "ambiguous_path",
 			"the request path has encoded slashes, backslashes or hidden dot segments"))
 		return
 	}
 	i := t.router.Match(r.Method, p, r.Header)
-	if i < 0 {
-		f.metrics.noRoute.Inc()
-		w.Header().Set(headerRequestID, id)
+	var rt *Route
+	if i >= 0 {
+		rt = t.routes[i]
+	}
+	// A backend's own endpoints (metrics, health checks) are not the clients' business: an
+	// internal path is answered as if no route matched.
+	if rt == nil || t.internalPath(p, rt) {
+		if rt == nil {
+			f.metrics.noRoute.Inc()
+		} else {
+			f.metrics.internal.Inc()
+		}
 		pr := problem.New(http.StatusNotFound, "no_route", "no route matches "+r.Method+" "+p)
 		pr.Instance = p
-		problem.Write(w, r, pr)
+		refuse(w, r, id, pr)
 		return
 	}
-	rt := t.routes[i]
+	if r.ContentLength > t.maxBody {
+		rt.primary.m.clients[bodyTooLarge].Inc()
+		w.Header().Set("Connection", "close") // the body is not read
+		pr := problem.New(http.StatusRequestEntityTooLarge, reasons[bodyTooLarge],
+			"the request body is larger than "+strconv.FormatInt(t.maxBody, 10)+" bytes")
+		pr.Instance = p
+		refuse(w, r, id, pr)
+		return
+	}
 	ex := &exchange{Context: r.Context(), route: rt, path: p, id: id, header: t.header, served: rt.primary}
 	ex.w.ResponseWriter = w
+	out := r.WithContext(ex)
+	if hasBody {
+		b := &ex.body
+		b.rc, b.w, b.left, b.deadline = r.Body, w, t.maxBody, deadline
+		out.Body = b
+	}
 	defer func() {
+		if ex.body.rc != nil {
+			ex.body.detach()
+		}
 		ex.served.m.observe(ex.status, time.Since(start).Seconds())
 	}()
-	f.proxy.ServeHTTP(&ex.w, r.WithContext(ex))
+	f.proxy.ServeHTTP(&ex.w, out)
+}
+
+// refuse answers a request the facade turns away before any backend sees it.
+func refuse(w http.ResponseWriter, r *http.Request, id string, p *problem.Problem) {
+	w.Header().Set(headerRequestID, id)
+	problem.Write(w, r, p)
 }
 
 // rewrite aims the outbound request at the route's primary backend and sets the
@@ -131,8 +180,8 @@ func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := ex.served.backend.rt.RoundTrip(req)
 	if err != nil && ex.route.fallback != nil && canFallBack(req, err) {
 		fb := ex.route.fallback
-		d.f.log.Warn("primary unavailable; serving from the fallback", "route", ex.route.Name,
-			"backend", ex.served.backend.Name, "fallback", fb.backend.Name, "request_id", ex.id, "err", err)
+		d.f.logs.log(d.f.log, slog.LevelWarn, "fallback/"+ex.route.Name, "primary unavailable; serving from the fallback",
+			"route", ex.route.Name, "backend", ex.served.backend.Name, "fallback", fb.backend.Name, "request_id", ex.id, "err", err)
 		fb.m.fallbacks.Inc()
 		out := req.Clone(req.Context())
 		fb.backend.point(out.URL, ex.path)
@@ -150,40 +199,49 @@ func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // canFallBack reports whether a request the primary could not serve may go to the
 // fallback: it is safe, has no body to replay, its client is still there, and the primary's
-// breaker is open or the primary could not be reached. Timeouts and full bulkheads do not
-// fall back: the primary may be working on the request, or merely busy.
+// breaker is open, its health check marks it down, or it could not be reached. Timeouts and
+// full bulkheads do not fall back: the primary may be working on the request, or merely busy.
 func canFallBack(req *http.Request, err error) bool {
 	if !resilience.Safe(req.Method) || (req.Body != nil && req.Body != http.NoBody) || req.Context().Err() != nil {
 		return false
 	}
-	if errors.Is(err, resilience.ErrCircuitOpen) {
+	if errors.Is(err, resilience.ErrCircuitOpen) || errors.Is(err, resilience.ErrUnhealthy) {
 		return true
 	}
 	return !errors.Is(err, resilience.ErrTimeout) && !errors.Is(err, resilience.ErrBulkheadFull) &&
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
-// proxyError answers a request the backends could not: the one place backend failures
-// become problem responses.
+// proxyError answers a request that could not be proxied: the one place such failures
+// become problem responses. It tells the client's failures (its body, its going away) from
+// the backend's, so only the backend's count against the backend.
 func (f *Facade) proxyError(w http.ResponseWriter, req *http.Request, err error) {
 	ex := exchangeFrom(req.Context())
 	if ex == nil {
 		problem.Write(w, req, problem.New(http.StatusBadGateway, "backend_unreachable", "the request could not be proxied"))
 		return
 	}
-	b := ex.served.backend
 	h := w.Header()
 	h.Set(headerRequestID, ex.id)
+	if reason, ok := classify(req, &ex.body, err); ok {
+		f.clientError(w, req, ex, reason, err)
+		return
+	}
+	b := ex.served.backend
 	h.Set(ex.header, b.Name)
-	kind := errUnreachable
-	var p *problem.Problem
+	var (
+		kind errKind
+		p    *problem.Problem
+	)
 	switch {
-	case req.Context().Err() != nil:
-		kind = errClientClosed
 	case errors.Is(err, resilience.ErrCircuitOpen):
 		kind = errCircuitOpen
 		p = problem.New(http.StatusServiceUnavailable, codes[kind], "backend "+b.Name+" is failing; its circuit breaker is open")
 		p.RetryAfter = b.retryAfter()
+	case errors.Is(err, resilience.ErrUnhealthy):
+		kind = errUnhealthy
+		p = problem.New(http.StatusServiceUnavailable, codes[kind], "backend "+b.Name+" is failing its health checks")
+		p.RetryAfter = b.healthRetryAfter()
 	case errors.Is(err, resilience.ErrBulkheadFull):
 		kind = errBulkheadFull
 		p = problem.New(http.StatusServiceUnavailable, codes[kind], "backend "+b.Name+" is at its concurrency limit")
@@ -192,21 +250,50 @@ func (f *Facade) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		kind = errTimeout
 		p = problem.New(http.StatusGatewayTimeout, codes[kind], "backend "+b.Name+" did not answer within "+b.Config.Timeout.String())
 	default:
+		kind = errUnreachable
 		p = problem.New(http.StatusBadGateway, codes[kind], "backend "+b.Name+" could not be reached")
 	}
 	ex.served.m.errors[kind].Inc()
-	if p == nil {
-		// The client is gone; nobody reads this. 499 is what the logs and metrics show.
-		ex.status = 499
-		w.WriteHeader(ex.status)
-		return
-	}
 	ex.status = p.Status
 	p.Instance = ex.path
-	f.log.Warn("backend request failed", "route", ex.route.Name, "backend", b.Name, "code", p.Code,
-		"request_id", ex.id, "err", err)
+	f.logs.log(f.log, slog.LevelWarn, "backend/"+b.Name+"/"+p.Code, "backend request failed",
+		"route", ex.route.Name, "backend", b.Name, "code", p.Code, "request_id", ex.id, "err", err)
 	problem.Write(w, req, p)
 }
+
+// clientError answers a request that failed through its client's fault. Nothing is held
+// against the backend: the failure is counted by reason, apart from the backend's errors.
+func (f *Facade) clientError(w http.ResponseWriter, req *http.Request, ex *exchange, reason clientReason, err error) {
+	ex.served.m.clients[reason].Inc()
+	var p *problem.Problem
+	code := reasons[reason]
+	switch reason {
+	case bodyTooLarge:
+		p = problem.New(http.StatusRequestEntityTooLarge, code, "the request body is larger than the facade accepts")
+	case bodyTimeout:
+		p = problem.New(http.StatusRequestTimeout, code, "the request body did not arrive in time")
+	case bodyMalformed:
+		p = problem.New(http.StatusBadRequest, code, "the request body could not be read: it is malformed")
+	default:
+		// Nobody is likely to read this; it is a standard status all the same. 499 is
+		// what the metrics and the log say.
+		p = problem.New(http.StatusBadRequest, code, "the client closed the request before it was answered")
+	}
+	ex.status = p.Status
+	if reason == clientClosed {
+		ex.status = statusClientClosed
+	}
+	f.logs.log(f.log, slog.LevelInfo, "client/"+code, "request failed through the client's fault",
+		"route", ex.route.Name, "reason", code, "status", ex.status, "request_id", ex.id, "err", err)
+	p.Instance = ex.path
+	// The rest of the body, if any, is not read: this connection serves no other request.
+	w.Header().Set("Connection", "close")
+	problem.Write(w, req, p)
+}
+
+// statusClientClosed labels, in the metrics and the log only, a request whose client went
+// away: nginx's 499. It is never sent.
+const statusClientClosed = 499
 
 // flushWriter sends each piece of a response body to the client as soon as the backend
 // sends it. The proxy's own FlushInterval is 0, because httputil.ReverseProxy implements

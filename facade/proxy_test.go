@@ -314,9 +314,10 @@ routes:
 }
 
 func TestUnreachableIs502(t *testing.T) {
+	// Without a health check, which would soon refuse the dead backend's requests itself.
 	h := startFacade(t, fmt.Sprintf(`
 backends:
-  dead: { url: %s }
+  dead: { url: %s, health: { disabled: true } }
 routes:
   - match: { path: / }
     to: dead
@@ -393,5 +394,80 @@ routes:
 	}
 	if grew > 20<<20 {
 		t.Fatalf("heap in use grew by %d MiB while streaming 100 MiB", grew>>20)
+	}
+}
+
+// TestInternalPathsStayInternal checks the backends' own endpoints are not reachable through
+// a route that does not name them: the catch-all route answers them 404, a route written for
+// one of them serves it, and facade.internal_paths can change the list.
+func TestInternalPathsStayInternal(t *testing.T) {
+	mono, ops := startBackend(t, "monolith"), startBackend(t, "ops")
+	cfg := fmt.Sprintf(`
+backends:
+  monolith: { url: %s }
+  ops: { url: %s }
+routes:
+  - match: { path: /debug/vars }
+    to: ops
+  - match: { path: / }
+    to: monolith
+`, mono.URL(), ops.URL())
+	h := startFacade(t, cfg)
+	for _, p := range []string{"/metrics", "/healthz", "/readyz", "/livez", "/debug/pprof/heap", "/metrics/", "/api/../metrics"} {
+		status, body, hdr := h.get("GET", p, nil)
+		if status != 404 || !strings.Contains(body, `"no_route"`) || hdr.Get("X-Request-Id") == "" {
+			t.Errorf("GET %s: %d %s, want 404 no_route", p, status, body)
+		}
+	}
+	if mono.hits.Load() != 0 {
+		t.Fatalf("the monolith's internal endpoints were reached %d times", mono.hits.Load())
+	}
+	if got := h.metric(`ficus_facade_rejected_total{reason="internal_path"}`); got != 7 {
+		t.Fatalf("internal_path rejections counted %v, want 7", got)
+	}
+	// Paths that merely start with the same letters are not internal.
+	for _, p := range []string{"/metricsx", "/api/metrics", "/readyzone"} {
+		if status, body, _ := h.get("GET", p, nil); status != 200 || body != "monolith" {
+			t.Errorf("GET %s: %d %q, want the monolith's 200", p, status, body)
+		}
+	}
+	// A route that names an internal path itself serves it.
+	if status, body, _ := h.get("GET", "/debug/vars", nil); status != 200 || body != "ops" {
+		t.Fatalf("GET /debug/vars through its own route: %d %q", status, body)
+	}
+	// An empty list exposes them all.
+	if err := h.f.Reload(mustParse(t, h.path, "facade: { internal_paths: [] }\n"+cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := h.get("GET", "/metrics", nil); status != 200 || body != "monolith" {
+		t.Fatalf("GET /metrics with internal_paths: []: %d %q", status, body)
+	}
+}
+
+// TestTEHeader checks what becomes of the client's TE header: it is hop-by-hop and removed,
+// except that "trailers" is passed on, as httputil.ReverseProxy does so that backends know
+// trailers will reach the client.
+func TestTEHeader(t *testing.T) {
+	b := startBackend(t, "b")
+	h := startFacade(t, fmt.Sprintf("backends:\n  b: { url: %s }\nroutes:\n  - match: { path: / }\n    to: b\n", b.URL()))
+	for _, tt := range []struct{ sent, want string }{
+		{"gzip", ""},
+		{"trailers", "trailers"},
+		{"gzip, trailers", "trailers"},
+	} {
+		h.get("GET", "/x", http.Header{"Te": {tt.sent}})
+		if got := b.seen().header.Get("Te"); got != tt.want {
+			t.Errorf("TE: %s reached the backend as %q, want %q", tt.sent, got, tt.want)
+		}
+	}
+}
+
+// TestFirstLoadIsCounted checks the config the facade starts with counts as a successful
+// load in ficus_config_reloads_total.
+func TestFirstLoadIsCounted(t *testing.T) {
+	b := startBackend(t, "b")
+	h := startFacade(t, fmt.Sprintf("backends:\n  b: { url: %s }\nroutes:\n  - match: { path: / }\n    to: b\n", b.URL()))
+	if got := h.metric(`ficus_config_reloads_total{result="success"}`); got != 1 {
+		t.Fatalf("ficus_config_reloads_total{result=\"success\"} = %v at start, want 1", got)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -282,4 +284,56 @@ func mustParse(t *testing.T, path, text string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestConfigMapSwapIsReloaded mounts config.yaml as Kubernetes mounts a ConfigMap: the file
+// is a symlink through "..data" to a timestamped directory, and an update writes a new
+// directory and swaps the "..data" symlink atomically. The config file's own name never
+// changes, yet the swap must be reloaded.
+func TestConfigMapSwapIsReloaded(t *testing.T) {
+	a, b, c := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
+	dir := t.TempDir()
+	version := func(name, yaml string) {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_01_01_00_00_00.1", flipConfig(a, b, c, "a"))
+	if err := os.Symlink("..2026_01_01_00_00_00.1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg, Options{AdminToken: testToken, Debounce: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	watchFacade(t, f, path)
+
+	// The kubelet's update: a new directory, a new symlink, renamed over "..data".
+	version("..2026_01_01_00_05_00.2", flipConfig(a, b, c, "b"))
+	if err := os.Symlink("..2026_01_01_00_05_00.2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "..2026_01_01_00_00_00.1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the swapped ConfigMap is live", func() bool { return f.Routes().Routes[0].To == "b" })
+	if r := f.LastReload(); !r.OK || r.Generation != 2 {
+		t.Fatalf("last reload %+v, want ok at generation 2", r)
+	}
 }

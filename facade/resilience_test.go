@@ -2,8 +2,10 @@ package facade
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +30,7 @@ backends:
   inventory:
     url: %s
     retry: { attempts: 3, backoff: 1ms, max_backoff: 2ms, budget: 1 }
-    breaker: { consecutive_failures: 3, open_for: 1s, half_open_requests: 1 }
+    breaker: { consecutive_failures: 3, open_for: 500ms, half_open_requests: 1 }
   monolith: { url: %s }
 routes:
   - match: { path: /api/inventory }
@@ -90,10 +92,8 @@ routes:
 
 	// The backend heals; after open_for the breaker half-opens, the trial succeeds, it closes.
 	healthy.Store(true)
-	time.Sleep(1100 * time.Millisecond)
-	if st := h.f.Backends()[0].Breaker; st != "half-open" {
-		t.Fatalf("breaker %s after open_for, want half-open", st)
-	}
+	// gobreaker reads the real clock: wait for the state itself.
+	eventually(t, "the breaker half-opens after open_for", func() bool { return h.f.Backends()[0].Breaker == "half-open" })
 	status, body, hdr = h.get("GET", "/api/inventory/items", nil)
 	if status != 200 || body != "inventory" || hdr.Get("Ficus-Backend") != "inventory" {
 		t.Fatalf("after recovery: %d %q from %q", status, body, hdr.Get("Ficus-Backend"))
@@ -111,9 +111,10 @@ routes:
 
 func TestFallbackWhenUnreachable(t *testing.T) {
 	mono := startBackend(t, "monolith")
+	// Without a health check, which would soon refuse the dead backend's requests itself.
 	h := startFacade(t, fmt.Sprintf(`
 backends:
-  inventory: { url: %s }
+  inventory: { url: %s, health: { disabled: true } }
   monolith: { url: %s }
 routes:
   - match: { path: / }
@@ -212,9 +213,14 @@ routes:
 func TestBulkheadRejectsExcess(t *testing.T) {
 	b := startBackend(t, "narrow")
 	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
 	b.set(func(w http.ResponseWriter, r *http.Request) {
-		<-release
-		w.Write([]byte("done"))
+		select {
+		case <-release:
+			w.Write([]byte("done"))
+		case <-r.Context().Done():
+		}
 	})
 	h := startFacade(t, fmt.Sprintf(`
 backends:
@@ -225,10 +231,14 @@ routes:
   - match: { path: / }
     to: narrow
 `, b.URL()))
+	// Registered after the servers, so it runs before they close: a bulkhead that lets
+	// too much through fails the test instead of hanging it.
+	t.Cleanup(free)
+	client := &http.Client{Timeout: 5 * time.Second}
 	results := make(chan int, 3)
 	for range 3 {
 		go func() {
-			resp, err := http.Get(h.proxy.URL + "/")
+			resp, err := client.Get(h.proxy.URL + "/")
 			if err != nil {
 				results <- 0
 				return
@@ -242,7 +252,13 @@ routes:
 		return bi.InFlight == 2 && bi.Queued == 1
 	})
 	start := time.Now()
-	status, body, hdr := h.get("GET", "/", nil)
+	resp, err := client.Get(h.proxy.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodyBytes, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	status, body, hdr := resp.StatusCode, string(bodyBytes), resp.Header
 	if status != 503 || !strings.Contains(body, `"bulkhead_full"`) || hdr.Get("Retry-After") != "1" {
 		t.Fatalf("excess request: %d %s Retry-After %q", status, body, hdr.Get("Retry-After"))
 	}
@@ -253,7 +269,7 @@ routes:
 	if _, body := h.adminGet("/api/backends", testToken); !strings.Contains(body, `"in_flight": 2`) || !strings.Contains(body, `"queue_depth": 1`) {
 		t.Fatalf("/api/backends: %s", body)
 	}
-	close(release)
+	free()
 	for range 3 {
 		if s := <-results; s != 200 {
 			t.Fatalf("admitted request: status %d", s)

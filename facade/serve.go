@@ -6,42 +6,41 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"time"
 )
 
 // ShutdownTimeout caps how long Serve waits for requests in flight once its context is done.
 const ShutdownTimeout = 10 * time.Second
 
-// serveGCPercent is the garbage collector's target while Serve serves, when GOGC is not
-// set. The facade's live heap is small (a few MB: route tables, pooled connections and
-// buffers) and nearly everything it allocates lives for one request, so at the default of
-// 100 it collects some 30 times a second under load, for about 6% of its CPU; at 400 the
-// heap may grow to five times the live heap, still a few tens of MB (about 10 MB more RSS),
-// and collecting costs about 1%. See docs/bench.md.
-const serveGCPercent = 400
-
-// Serve serves the proxy on proxyLn and the admin API on adminLn until ctx is done, then
-// marks the facade as draining and shuts both servers down gracefully, waiting up to
-// ShutdownTimeout for requests in flight. It returns the first error either server hit.
+// Serve serves the proxy on proxyLn and the admin API on adminLn until ctx is done. Then it
+// marks the facade as draining, shuts the proxy down gracefully, waiting up to
+// ShutdownTimeout for requests in flight, and only then the admin API: /readyz answers 503
+// throughout the drain, so load balancers see it. It returns the first error either server
+// hit.
 //
-// Unless the environment (Options.Getenv) sets GOGC, Serve sets the garbage collector's
-// target to 400 while it serves (debug.SetGCPercent), and restores it when it returns.
+// Serve refuses an admin listener that other hosts can reach (not loopback) unless
+// facade.admin.allow_remote is set, and closes both listeners.
 func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error {
-	if f.gcPercent > 0 {
-		defer debug.SetGCPercent(debug.SetGCPercent(f.gcPercent))
+	if err := checkAdminAddr(adminLn.Addr(), f.Config().Facade.Admin.AllowRemote); err != nil {
+		proxyLn.Close()
+		adminLn.Close()
+		return err
 	}
+	errLog := errorLog(f.log, f.logs)
 	proxy := &http.Server{
-		Handler:           f.Handler(),
+		Handler: f.Handler(),
+		// No ReadTimeout: it would also end long responses. The proxy bounds each request
+		// body with facade.body_timeout instead.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          f.proxy.ErrorLog,
+		ErrorLog:          errLog,
 	}
 	admin := &http.Server{
 		Handler:           f.AdminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          f.proxy.ErrorLog,
+		ErrorLog:          errLog,
 	}
 	errs := make(chan error, 2)
 	go func() { errs <- serveOn(proxy, proxyLn, "facade") }()
@@ -56,12 +55,20 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 	f.log.Info("facade shutting down; draining requests in flight", "timeout", ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 2)
-	go func() { done <- shutdown(sctx, proxy, "facade") }()
-	go func() { done <- shutdown(sctx, admin, "admin") }()
-	first = errors.Join(first, <-done, <-done)
+	first = errors.Join(first, shutdown(sctx, proxy, "facade"))
+	first = errors.Join(first, shutdown(sctx, admin, "admin"))
 	f.Close()
 	return first
+}
+
+// checkAdminAddr refuses an admin address other hosts can reach unless that is allowed.
+func checkAdminAddr(addr net.Addr, allowRemote bool) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || allowRemote || tcp.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("serving the admin API on %s: other hosts can reach that address, and the admin API shows the config "+
+		"and the route table; listen on 127.0.0.1, or set facade.admin.allow_remote: true", addr)
 }
 
 func serveOn(s *http.Server, ln net.Listener, name string) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ficus-project/ficus/facade/route"
@@ -22,6 +23,11 @@ type table struct {
 	backends   map[string]*Backend
 	// header names the response header that says which backend answered.
 	header string
+	// internal are the backends' own endpoints, refused unless a route names them.
+	internal []string
+	// maxBody and bodyTimeout bound a request body's size and the time it may take to arrive.
+	maxBody     int64
+	bodyTimeout time.Duration
 }
 
 // Route is one compiled route: its config and the backends it names, resolved.
@@ -30,6 +36,9 @@ type Route struct {
 	Name string
 	// Config is the route as configured.
 	Config config.Route
+
+	// path is the route's match path as the router compares it, without a trailing slash.
+	path string
 
 	primary  *target
 	fallback *target
@@ -49,10 +58,19 @@ type target struct {
 // their breakers, bulkheads and retry budgets carry over.
 func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, error) {
 	t := &table{
-		cfg:      cfg,
-		loaded:   now,
-		backends: make(map[string]*Backend, len(cfg.Backends)),
-		header:   cfg.Facade.BackendHeader,
+		cfg:         cfg,
+		loaded:      now,
+		backends:    make(map[string]*Backend, len(cfg.Backends)),
+		header:      cfg.Facade.BackendHeader,
+		internal:    cfg.Facade.InternalPaths,
+		maxBody:     cfg.Facade.MaxBodyBytes,
+		bodyTimeout: cfg.Facade.BodyTimeout.D(),
+	}
+	if t.maxBody <= 0 {
+		t.maxBody = 10 << 20
+	}
+	if t.bodyTimeout <= 0 {
+		t.bodyTimeout = 30 * time.Second
 	}
 	if t.header == "" {
 		t.header = "Ficus-Backend"
@@ -80,10 +98,14 @@ func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, e
 	t.routes = make([]*Route, len(cfg.Routes))
 	for i, rc := range cfg.Routes {
 		rules[i] = route.Rule{Path: rc.Match.Path, Methods: rc.Match.Methods, Headers: rc.Match.Headers}
-		r := &Route{Name: rc.Name, Config: rc}
+		r := &Route{Name: rc.Name, Config: rc, path: rc.Match.Path}
 		if r.Name == "" {
 			r.Name = rc.Match.Path
 		}
+		if len(r.path) > 1 {
+			r.path = strings.TrimSuffix(r.path, "/")
+		}
+		clients := f.metrics.forClients(r.Name)
 		var err error
 		resolve := func(field, name string) *target {
 			if name == "" || err != nil {
@@ -94,7 +116,7 @@ func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, e
 				err = fmt.Errorf("route %s: %s names unknown backend %q", r.Name, field, name)
 				return nil
 			}
-			return &target{backend: b, m: f.metrics.forRoute(r.Name, name)}
+			return &target{backend: b, m: f.metrics.forRoute(r.Name, name, clients)}
 		}
 		r.primary = resolve("to", rc.To)
 		r.fallback = resolve("fallback", rc.Fallback)
@@ -114,6 +136,18 @@ func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, e
 	}
 	t.router = route.New(rules)
 	return t, nil
+}
+
+// internalPath reports whether p is one of the backends' own endpoints that route r does not
+// name: p is an internal path, or under one, longer than r's own match path. The default
+// route "/" never exposes them; a route for "/metrics" itself does.
+func (t *table) internalPath(p string, r *Route) bool {
+	for _, ip := range t.internal {
+		if len(ip) > len(r.path) && route.HasSegmentPrefix(p, ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // retired returns old's backends that t no longer uses.

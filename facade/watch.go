@@ -32,6 +32,9 @@ func (f *Facade) Watch(ctx context.Context, path string) error {
 	if err := w.Add(filepath.Dir(abs)); err != nil {
 		return fmt.Errorf("watching config directory %s: %w", filepath.Dir(abs), err)
 	}
+	if f.watching != nil {
+		f.watching()
+	}
 	fire := make(chan struct{}, 1)
 	timer := time.AfterFunc(time.Hour, func() {
 		select {

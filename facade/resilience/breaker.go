@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -12,11 +14,16 @@ import (
 // Breaker is a circuit breaker in front of a backend, built on gobreaker's two-step form so
 // that the outcome is reported as soon as the response headers arrive and streamed bodies
 // are never held. Connection errors, timeouts and 5xx responses count as failures; requests
-// the client itself abandoned count as neither success nor failure.
+// that failed through the client's fault (see ClientFault) count as neither success nor
+// failure. Reset closes it at once, for when a health check sees the backend is back.
 type Breaker struct {
-	next    http.RoundTripper
-	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
-	openFor time.Duration
+	next     http.RoundTripper
+	settings gobreaker.Settings
+	openFor  time.Duration
+	onChange func(name string, from, to gobreaker.State)
+
+	resetMu sync.Mutex // serializes Reset
+	cb      atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 }
 
 // BreakerSettings configures a Breaker.
@@ -26,19 +33,20 @@ type BreakerSettings struct {
 	// ConsecutiveFailures opens the breaker. Zero means 5.
 	ConsecutiveFailures uint32
 	// OpenFor is how long the breaker stays open before it admits trial requests. Zero
-	// means 30s.
+	// means 5s.
 	OpenFor time.Duration
 	// HalfOpenRequests is how many trial requests a half-open breaker admits; that many
 	// successes in a row close it. Zero means 1.
 	HalfOpenRequests uint32
-	// OnStateChange, if set, is called on every transition. It runs while the breaker is
-	// locked, so it must not call the breaker.
+	// OnStateChange, if set, is called on every transition, Reset's included. It runs
+	// while the breaker is locked, so it must not call the breaker.
 	OnStateChange func(name string, from, to gobreaker.State)
 }
 
 var _ http.RoundTripper = (*Breaker)(nil)
 
-// errClientGone is reported for requests whose own context ended; IsExcluded drops them.
+// errClientGone is reported for requests that failed through the client's fault;
+// IsExcluded drops them.
 var errClientGone = errors.New("client went away")
 
 // errServerError is reported for 5xx responses.
@@ -50,41 +58,63 @@ func NewBreaker(next http.RoundTripper, s BreakerSettings) *Breaker {
 		s.ConsecutiveFailures = 5
 	}
 	if s.OpenFor <= 0 {
-		s.OpenFor = 30 * time.Second
+		s.OpenFor = 5 * time.Second
 	}
 	if s.HalfOpenRequests == 0 {
 		s.HalfOpenRequests = 1
 	}
 	failures := s.ConsecutiveFailures
-	return &Breaker{
-		next:    next,
-		openFor: s.OpenFor,
-		cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	b := &Breaker{
+		next:     next,
+		openFor:  s.OpenFor,
+		onChange: s.OnStateChange,
+		settings: gobreaker.Settings{
 			Name:          s.Name,
 			MaxRequests:   s.HalfOpenRequests,
 			Timeout:       s.OpenFor,
 			ReadyToTrip:   func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 			OnStateChange: s.OnStateChange,
 			IsExcluded:    func(err error) bool { return errors.Is(err, errClientGone) },
-		}),
+		},
 	}
+	b.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](b.settings))
+	return b
 }
 
 // State returns the breaker's state.
-func (b *Breaker) State() gobreaker.State { return b.cb.State() }
+func (b *Breaker) State() gobreaker.State { return b.cb.Load().State() }
 
 // OpenFor returns how long the breaker stays open.
 func (b *Breaker) OpenFor() time.Duration { return b.openFor }
 
+// Reset closes the breaker at once, with its counts cleared, and reports whether it was
+// open or half-open. gobreaker has no reset of its own, so Reset swaps in a fresh one;
+// requests admitted by the old one report their outcome to it, where it no longer counts.
+func (b *Breaker) Reset() bool {
+	b.resetMu.Lock()
+	defer b.resetMu.Unlock()
+	old := b.cb.Load()
+	from := old.State()
+	if from == gobreaker.StateClosed {
+		return false
+	}
+	b.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](b.settings))
+	if b.onChange != nil {
+		b.onChange(b.settings.Name, from, gobreaker.StateClosed)
+	}
+	return true
+}
+
 // RoundTrip sends req unless the breaker is open, and reports the outcome.
 func (b *Breaker) RoundTrip(req *http.Request) (*http.Response, error) {
-	done, err := b.cb.Allow()
+	cb := b.cb.Load()
+	done, err := cb.Allow()
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: breaker %s: %v: %w", req.Method, req.URL.Host, b.cb.Name(), err, ErrCircuitOpen)
+		return nil, fmt.Errorf("%s %s: breaker %s: %v: %w", req.Method, req.URL.Host, cb.Name(), err, ErrCircuitOpen)
 	}
 	resp, err := b.next.RoundTrip(req)
 	switch {
-	case err != nil && req.Context().Err() != nil:
+	case ClientFault(req, err):
 		done(errClientGone)
 	case err != nil:
 		done(err)

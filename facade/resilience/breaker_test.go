@@ -3,7 +3,9 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +23,7 @@ func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
 	b := NewBreaker(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		hits.Add(1)
 		return okResponse(r, int(status.Load()), ""), nil
-	}), BreakerSettings{Name: "inv", ConsecutiveFailures: 3, OpenFor: 250 * time.Millisecond, HalfOpenRequests: 1,
+	}), BreakerSettings{Name: "inv", ConsecutiveFailures: 3, OpenFor: 50 * time.Millisecond, HalfOpenRequests: 1,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			mu.Lock()
 			changes = append(changes, from.String()+">"+to.String())
@@ -44,10 +46,8 @@ func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
 		t.Fatalf("backend hit %d times, want 3 (open breaker must not call it)", hits.Load())
 	}
 	status.Store(200)
-	time.Sleep(300 * time.Millisecond)
-	if b.State() != gobreaker.StateHalfOpen {
-		t.Fatalf("state = %s after OpenFor, want half-open", b.State())
-	}
+	// gobreaker reads the real clock: wait for the state itself, with a short deadline.
+	waitFor(t, func() bool { return b.State() == gobreaker.StateHalfOpen })
 	if resp, err := b.RoundTrip(newReq("GET", "")); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("trial request: %v", err)
 	}
@@ -94,9 +94,9 @@ func TestBreakerCountsErrorsNotClientCancels(t *testing.T) {
 func TestBreakerHalfOpenFailureReopens(t *testing.T) {
 	b := NewBreaker(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return okResponse(r, 503, ""), nil
-	}), BreakerSettings{ConsecutiveFailures: 1, OpenFor: 250 * time.Millisecond})
+	}), BreakerSettings{ConsecutiveFailures: 1, OpenFor: 50 * time.Millisecond})
 	b.RoundTrip(newReq("GET", ""))
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, func() bool { return b.State() == gobreaker.StateHalfOpen })
 	b.RoundTrip(newReq("GET", "")) // the trial fails
 	if b.State() != gobreaker.StateOpen {
 		t.Fatalf("state = %s, want open again", b.State())
@@ -117,5 +117,79 @@ func TestBreakerSuccessKeepsClosed(t *testing.T) {
 	}
 	if b.State() != gobreaker.StateClosed {
 		t.Fatalf("alternating failures opened a breaker that needs 2 in a row")
+	}
+}
+
+// fakeBody is a ClientBody whose answers the test sets.
+type fakeBody struct {
+	err    error
+	waited func() time.Duration
+}
+
+func (f *fakeBody) ClientErr() error { return f.err }
+func (f *fakeBody) Waited() time.Duration {
+	if f.waited == nil {
+		return 0
+	}
+	return f.waited()
+}
+
+// TestBreakerIgnoresClientFaults checks failures that are the client's — its body could
+// not be read, whether the transport says so or only the body knows — never open the
+// breaker.
+func TestBreakerIgnoresClientFaults(t *testing.T) {
+	broken := errors.New("write tcp: broken pipe") // how the transport may report it
+	b := NewBreaker(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if ClientBodyOf(r) != nil {
+			return nil, broken
+		}
+		return nil, fmt.Errorf("reading body: %w", ErrClientBody)
+	}), BreakerSettings{ConsecutiveFailures: 2, OpenFor: time.Minute})
+	body := &fakeBody{err: errors.New("invalid byte in chunk length")}
+	for range 10 {
+		b.RoundTrip(newReq("POST", "x"))
+		b.RoundTrip(newReq("POST", "x").WithContext(WithClientBody(context.Background(), body)))
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatalf("client faults opened the breaker")
+	}
+	// The same broken pipe with a body that read fine is the backend's.
+	body.err = nil
+	for range 2 {
+		b.RoundTrip(newReq("POST", "x").WithContext(WithClientBody(context.Background(), body)))
+	}
+	if b.State() != gobreaker.StateOpen {
+		t.Fatalf("state = %s after 2 backend failures, want open", b.State())
+	}
+}
+
+// TestBreakerReset checks Reset closes an open breaker at once, reports the change, and
+// admits requests again; on a closed breaker it does nothing.
+func TestBreakerReset(t *testing.T) {
+	var changes []string
+	fail := true
+	b := NewBreaker(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if fail {
+			return nil, errors.New("connection refused")
+		}
+		return okResponse(r, 200, ""), nil
+	}), BreakerSettings{Name: "m", ConsecutiveFailures: 1, OpenFor: time.Hour,
+		OnStateChange: func(_ string, from, to gobreaker.State) { changes = append(changes, from.String()+">"+to.String()) }})
+	if b.Reset() {
+		t.Fatal("Reset of a closed breaker reported a change")
+	}
+	b.RoundTrip(newReq("GET", ""))
+	if _, err := b.RoundTrip(newReq("GET", "")); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("err = %v, want open", err)
+	}
+	fail = false
+	if !b.Reset() || b.State() != gobreaker.StateClosed {
+		t.Fatalf("Reset: state %s", b.State())
+	}
+	if resp, err := b.RoundTrip(newReq("GET", "")); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after Reset: %v", err)
+	}
+	if got := strings.Join(changes, " "); got != "closed>open open>closed" {
+		t.Fatalf("changes %q", got)
 	}
 }

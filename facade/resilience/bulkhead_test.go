@@ -1,25 +1,50 @@
 package resilience
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-func TestBulkheadQueuesThenRejects(t *testing.T) {
+// blockingBackend answers once released, or fails when its request's context ends; the
+// release happens in t.Cleanup at the latest, so a broken bulkhead that lets too much
+// through makes the test fail, not hang.
+func blockingBackend(t *testing.T) (RoundTripFunc, func()) {
 	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	return func(r *http.Request) (*http.Response, error) {
+		select {
+		case <-release:
+			return okResponse(r, 200, "ok"), nil
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}, free
+}
+
+// shortReq is a request that gives up after 2s, so a request the bulkhead should have
+// refused but let through ends the test quickly.
+func shortReq(t *testing.T) *http.Request {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	t.Cleanup(cancel)
+	return newReq("GET", "").WithContext(ctx)
+}
+
+func TestBulkheadQueuesThenRejects(t *testing.T) {
+	backend, release := blockingBackend(t)
 	var rejected atomic.Int32
-	b := NewBulkhead(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-		<-release
-		return okResponse(r, 200, "ok"), nil
-	}), BulkheadSettings{MaxConcurrent: 2, MaxQueue: 1, QueueTimeout: 5 * time.Second, OnReject: func() { rejected.Add(1) }})
+	b := NewBulkhead(backend, BulkheadSettings{MaxConcurrent: 2, MaxQueue: 1, QueueTimeout: 5 * time.Second, OnReject: func() { rejected.Add(1) }})
 
 	results := make(chan error, 3)
 	for range 3 {
 		go func() {
-			resp, err := b.RoundTrip(newReq("GET", ""))
+			resp, err := b.RoundTrip(shortReq(t))
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -29,7 +54,7 @@ func TestBulkheadQueuesThenRejects(t *testing.T) {
 	waitFor(t, func() bool { return b.InFlight() == 2 && b.Queued() == 1 })
 
 	start := time.Now()
-	_, err := b.RoundTrip(newReq("GET", ""))
+	_, err := b.RoundTrip(shortReq(t))
 	if !errors.Is(err, ErrBulkheadFull) {
 		t.Fatalf("4th request: err = %v, want ErrBulkheadFull", err)
 	}
@@ -39,7 +64,7 @@ func TestBulkheadQueuesThenRejects(t *testing.T) {
 	if rejected.Load() != 1 {
 		t.Fatalf("OnReject called %d times", rejected.Load())
 	}
-	close(release)
+	release()
 	for range 3 {
 		if err := <-results; err != nil {
 			t.Fatalf("queued request failed: %v", err)
@@ -51,16 +76,12 @@ func TestBulkheadQueuesThenRejects(t *testing.T) {
 }
 
 func TestBulkheadQueueTimeout(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	b := NewBulkhead(RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-		<-release
-		return okResponse(r, 200, ""), nil
-	}), BulkheadSettings{MaxConcurrent: 1, MaxQueue: 5, QueueTimeout: 30 * time.Millisecond})
-	go b.RoundTrip(newReq("GET", ""))
+	backend, _ := blockingBackend(t)
+	b := NewBulkhead(backend, BulkheadSettings{MaxConcurrent: 1, MaxQueue: 5, QueueTimeout: 30 * time.Millisecond})
+	go b.RoundTrip(shortReq(t))
 	waitFor(t, func() bool { return b.InFlight() == 1 })
 	start := time.Now()
-	_, err := b.RoundTrip(newReq("GET", ""))
+	_, err := b.RoundTrip(shortReq(t))
 	if !errors.Is(err, ErrBulkheadFull) {
 		t.Fatalf("err = %v, want ErrBulkheadFull", err)
 	}

@@ -1,14 +1,20 @@
 // Package resilience holds the http.RoundTripper middlewares the facade puts in front of
-// every backend: Bulkhead, Breaker, Retry and Timeout, chained in that order around the
-// transport. Each one is small, knows nothing of the others, and reports what it does
+// every backend: Bulkhead, Health, Breaker, Retry and Timeout, chained in that order around
+// the transport. Each one is small, knows nothing of the others, and reports what it does
 // through plain function hooks so metrics stay outside.
+//
+// Failures that are the client's doing (see ClientFault) are kept apart from the backend's
+// everywhere: the breaker does not count them, Retry does not retry them, and Timeout does
+// not count the time spent waiting for a client's body against the backend.
 package resilience
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"sync/atomic"
+	"time"
 )
 
 // Errors the middlewares return; the facade maps them to problem responses.
@@ -19,7 +25,54 @@ var (
 	ErrCircuitOpen = errors.New("circuit breaker open")
 	// ErrBulkheadFull means the backend's bulkhead had no slot and no room to wait.
 	ErrBulkheadFull = errors.New("bulkhead full")
+	// ErrUnhealthy means the backend's active health check marks it down.
+	ErrUnhealthy = errors.New("backend unhealthy")
+	// ErrClientBody marks a failure to read the request body from the client: malformed,
+	// cut off, too slow or too large. It says nothing about the backend.
+	ErrClientBody = errors.New("reading the request body from the client")
 )
+
+// ClientBody is what the body of a request a client is still sending can tell the chain.
+// The facade attaches one to each inbound request with a body (see ClientBodyKey); requests
+// made any other way need not have one.
+type ClientBody interface {
+	// ClientErr returns the error reading the body from the client failed with, or nil.
+	ClientErr() error
+	// Waited returns how long readers of the body have spent waiting for the client to
+	// send it, a read in progress included.
+	Waited() time.Duration
+}
+
+// ClientBodyKey is the context key under which a request's context holds its ClientBody.
+// WithClientBody sets it; a context type of the caller's may also answer it from its own
+// Value method, which saves an allocation per request.
+type ClientBodyKey struct{}
+
+// WithClientBody returns ctx carrying body as its request's ClientBody.
+func WithClientBody(ctx context.Context, body ClientBody) context.Context {
+	return context.WithValue(ctx, ClientBodyKey{}, body)
+}
+
+// ClientBodyOf returns the ClientBody req's context carries, or nil.
+func ClientBodyOf(req *http.Request) ClientBody {
+	body, _ := req.Context().Value(ClientBodyKey{}).(ClientBody)
+	return body
+}
+
+// ClientFault reports whether err, the failure of sending req, is the client's doing: the
+// client went away (the request's context ended), or its body could not be read. The
+// transport may report a failed body as the broken connection it caused, so the request's
+// ClientBody is asked too.
+func ClientFault(req *http.Request, err error) bool {
+	if err == nil {
+		return false
+	}
+	if req.Context().Err() != nil || errors.Is(err, ErrClientBody) {
+		return true
+	}
+	body := ClientBodyOf(req)
+	return body != nil && body.ClientErr() != nil
+}
 
 // RoundTripFunc lets a function serve as an http.RoundTripper.
 type RoundTripFunc func(*http.Request) (*http.Response, error)

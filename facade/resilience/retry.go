@@ -82,9 +82,10 @@ func (r *Retry) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// retriable reports whether an attempt's outcome is worth another attempt.
+// retriable reports whether an attempt's outcome is worth another attempt. A failure that is
+// the client's fault is not: the backend did nothing wrong, and retrying spends its budget.
 func retriable(req *http.Request, resp *http.Response, err error) bool {
-	if req.Context().Err() != nil {
+	if req.Context().Err() != nil || ClientFault(req, err) {
 		return false
 	}
 	if err != nil {

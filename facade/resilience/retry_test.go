@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -87,6 +88,8 @@ func TestRetryWhatIsRetried(t *testing.T) {
 		{"POST on connection error", "POST", false, refused, 1},
 		{"PATCH on 503", "PATCH", false, 503, 1},
 		{"POST with Idempotency-Key on 503", "POST", true, 503, 3},
+		{"GET whose client body failed", "GET", false, fmt.Errorf("copying: %w", ErrClientBody), 1},
+		{"PUT whose client body failed", "PUT", false, fmt.Errorf("copying: %w", ErrClientBody), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

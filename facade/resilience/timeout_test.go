@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func TestTimeoutCoversHeadersNotBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		time.Sleep(60 * time.Millisecond) // well past the timeout
+		time.Sleep(60 * time.Millisecond) // a body that streams past the timeout
 		pw.Write([]byte("late body"))
 		pw.Close()
 	}()
@@ -77,5 +78,52 @@ func TestTimeoutZeroMeansNone(t *testing.T) {
 	})}
 	if _, err := tm.RoundTrip(newReq("GET", "")); err != nil || !called {
 		t.Fatalf("err = %v, called = %v", err, called)
+	}
+}
+
+// TestTimeoutDoesNotCountWaitingForTheClient checks the time spent waiting for a client to
+// send its body is not held against the backend: an attempt that takes three timeouts, all
+// of them waiting for the client, does not time out; one where the wait stops does.
+func TestTimeoutDoesNotCountWaitingForTheClient(t *testing.T) {
+	const limit = 30 * time.Millisecond
+	start := time.Now()
+	var waiting atomic.Bool
+	waiting.Store(true)
+	var stoppedAt atomic.Int64
+	body := &fakeBody{waited: func() time.Duration {
+		if waiting.Load() {
+			return time.Since(start) // the client is being waited for all along
+		}
+		return time.Duration(stoppedAt.Load())
+	}}
+	tm := &Timeout{Timeout: limit, Next: RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		select {
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		case <-time.After(3 * limit):
+			return okResponse(r, 200, "answered"), nil
+		}
+	})}
+	ctx := WithClientBody(context.Background(), body)
+	resp, err := tm.RoundTrip(newReq("POST", "x").WithContext(ctx))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("waiting for the client counted against the backend: %v", err)
+	}
+	resp.Body.Close()
+
+	// The body is in: from now on the backend's time runs.
+	start = time.Now()
+	stoppedAt.Store(0)
+	waiting.Store(false)
+	tm.Next = RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	})
+	began := time.Now()
+	if _, err := tm.RoundTrip(newReq("POST", "x").WithContext(ctx)); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("timed out after %s, want about %s", d, limit)
 	}
 }

@@ -47,6 +47,19 @@ type Facade struct {
 	// BackendHeader names the response header that says which backend served a request.
 	// Default Ficus-Backend.
 	BackendHeader string `yaml:"backend_header" json:"backend_header"`
+	// BodyTimeout bounds how long a request body may take to arrive, counted from the
+	// moment the request's headers were read; a client slower than that is answered 408.
+	// Default 30s, at most 1h.
+	BodyTimeout Duration `yaml:"body_timeout" json:"body_timeout"`
+	// MaxBodyBytes is the largest request body the facade forwards; a larger one is
+	// answered 413. Default 10485760 (10 MiB), at most 1073741824 (1 GiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// InternalPaths are the backends' own endpoints (metrics, health checks, debugging),
+	// which clients must not reach: a request for one of them, or for a path under one, is
+	// answered 404 unless a route names that path (or a longer one) itself. Default
+	// [/metrics, /healthz, /readyz, /livez, /debug]; an empty list [] exposes them all. At
+	// most 64 paths.
+	InternalPaths []string `yaml:"internal_paths" json:"internal_paths"`
 }
 
 // Admin is the facade's admin listener.
@@ -59,6 +72,10 @@ type Admin struct {
 	// TokenFile holds the token when the variable is empty: the facade writes a generated
 	// token there (mode 0600) and `ficus routes` reads it. Default data/admin.token.
 	TokenFile string `yaml:"token_file" json:"token_file"`
+	// AllowRemote allows Listen to be an address other hosts can reach (not loopback).
+	// Default false: the admin API shows the config and the route table, so it stays on
+	// the machine unless the file says otherwise.
+	AllowRemote bool `yaml:"allow_remote" json:"allow_remote"`
 }
 
 // Backend is one upstream and the resilience policy the facade applies to it.
@@ -73,6 +90,8 @@ type Backend struct {
 	Breaker Breaker `yaml:"breaker" json:"breaker"`
 	// Bulkhead bounds concurrency to the backend.
 	Bulkhead Bulkhead `yaml:"bulkhead" json:"bulkhead"`
+	// Health is the backend's active health check.
+	Health Health `yaml:"health" json:"health"`
 }
 
 // Retry is a backend's retry policy. Only idempotent requests (safe methods, PUT, DELETE, or
@@ -94,7 +113,7 @@ type Breaker struct {
 	// ConsecutiveFailures opens the breaker. Default 5.
 	ConsecutiveFailures uint32 `yaml:"consecutive_failures" json:"consecutive_failures"`
 	// OpenFor is how long the breaker stays open before it lets a trial request through.
-	// Default 30s.
+	// Default 5s, at most 10m. A passing health check closes it sooner (see Health).
 	OpenFor Duration `yaml:"open_for" json:"open_for"`
 	// HalfOpenRequests is how many trial requests a half-open breaker admits. Default 1.
 	HalfOpenRequests uint32 `yaml:"half_open_requests" json:"half_open_requests"`
@@ -108,6 +127,32 @@ type Bulkhead struct {
 	MaxQueue int `yaml:"max_queue" json:"max_queue"`
 	// QueueTimeout is the longest a request waits for a slot. Default 1s.
 	QueueTimeout Duration `yaml:"queue_timeout" json:"queue_timeout"`
+}
+
+// Health is a backend's active health check: the facade sends GET Path to the backend
+// every Interval. A probe passes when the backend answers below 500 within Timeout, so a
+// backend without that path is still checked for being up. UnhealthyThreshold failed probes
+// in a row mark the backend unhealthy (its requests are refused at once, or go to the
+// route's fallback); HealthyThreshold passing probes in a row after a failed one mark it
+// healthy again and close its circuit breaker, so a restarted backend gets traffic as soon
+// as it answers.
+type Health struct {
+	// Disabled turns the health check off. Default false: every backend is checked.
+	Disabled bool `yaml:"disabled" json:"disabled"`
+	// Path is the path probed, appended to the backend URL's path; it may have a query.
+	// Default /readyz.
+	Path string `yaml:"path" json:"path"`
+	// Interval is the time between the end of one probe and the start of the next.
+	// Default 1s, between 10ms and 1h.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Timeout bounds one probe. Default 1s, at most 1m.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// HealthyThreshold is how many probes in a row must pass, after one failed, for the
+	// backend to count as healthy again. Default 1, at most 100.
+	HealthyThreshold int `yaml:"healthy_threshold" json:"healthy_threshold"`
+	// UnhealthyThreshold is how many probes in a row must fail for the backend to count
+	// as unhealthy. Default 2, at most 100.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold" json:"unhealthy_threshold"`
 }
 
 // Route says who serves the requests it matches.
@@ -253,6 +298,15 @@ func (c *Config) setDefaults() {
 	def(&c.Facade.Admin.TokenEnv, "FICUS_ADMIN_TOKEN")
 	def(&c.Facade.Admin.TokenFile, "data/admin.token")
 	def(&c.Facade.BackendHeader, "Ficus-Backend")
+	if c.Facade.BodyTimeout == 0 {
+		c.Facade.BodyTimeout = Duration(30 * time.Second)
+	}
+	if c.Facade.MaxBodyBytes == 0 {
+		c.Facade.MaxBodyBytes = 10 << 20
+	}
+	if c.Facade.InternalPaths == nil {
+		c.Facade.InternalPaths = []string{"/metrics", "/healthz", "/readyz", "/livez", "/debug"}
+	}
 	for name, b := range c.Backends {
 		if b.Timeout == 0 {
 			b.Timeout = Duration(30 * time.Second)
@@ -273,13 +327,26 @@ func (c *Config) setDefaults() {
 			b.Breaker.ConsecutiveFailures = 5
 		}
 		if b.Breaker.OpenFor == 0 {
-			b.Breaker.OpenFor = Duration(30 * time.Second)
+			b.Breaker.OpenFor = Duration(5 * time.Second)
 		}
 		if b.Breaker.HalfOpenRequests == 0 {
 			b.Breaker.HalfOpenRequests = 1
 		}
 		if b.Bulkhead.QueueTimeout == 0 {
 			b.Bulkhead.QueueTimeout = Duration(time.Second)
+		}
+		def(&b.Health.Path, "/readyz")
+		if b.Health.Interval == 0 {
+			b.Health.Interval = Duration(time.Second)
+		}
+		if b.Health.Timeout == 0 {
+			b.Health.Timeout = Duration(time.Second)
+		}
+		if b.Health.HealthyThreshold == 0 {
+			b.Health.HealthyThreshold = 1
+		}
+		if b.Health.UnhealthyThreshold == 0 {
+			b.Health.UnhealthyThreshold = 2
 		}
 		c.Backends[name] = b
 	}

@@ -55,8 +55,21 @@ func TestParseDefaults(t *testing.T) {
 		t.Errorf("shadow sample defaults to 1")
 	}
 	b := cfg.Backends["monolith"]
-	if b.Timeout.D() != 30*time.Second || b.Breaker.ConsecutiveFailures != 5 || b.Breaker.OpenFor.D() != 30*time.Second || b.Retry.Budget != 0.2 {
+	if b.Timeout.D() != 30*time.Second || b.Breaker.ConsecutiveFailures != 5 || b.Breaker.OpenFor.D() != 5*time.Second || b.Retry.Budget != 0.2 {
 		t.Errorf("backend defaults not applied: %+v", b)
+	}
+	wantHealth := config.Health{Path: "/readyz", Interval: config.Duration(time.Second), Timeout: config.Duration(time.Second),
+		HealthyThreshold: 1, UnhealthyThreshold: 2}
+	if b.Health != wantHealth {
+		t.Errorf("health check defaults: got %+v, want %+v", b.Health, wantHealth)
+	}
+	fc := cfg.Facade
+	if fc.BodyTimeout.D() != 30*time.Second || fc.MaxBodyBytes != 10<<20 || fc.Admin.AllowRemote ||
+		strings.Join(fc.InternalPaths, " ") != "/metrics /healthz /readyz /livez /debug" {
+		t.Errorf("facade body and exposure defaults not applied: %+v", fc)
+	}
+	if cfg, err := config.Parse("c.yaml", []byte(valid+"facade: { internal_paths: [] }\n")); err != nil || len(cfg.Facade.InternalPaths) != 0 {
+		t.Errorf("internal_paths: [] must expose every path, got %v (%v)", cfg.Facade.InternalPaths, err)
 	}
 	if cfg.Facade.Listen != "127.0.0.1:8080" || cfg.Facade.Admin.TokenEnv != "FICUS_ADMIN_TOKEN" || cfg.Events.Bus != "embedded" {
 		t.Errorf("facade/events defaults not applied: %+v %+v", cfg.Facade, cfg.Events)
@@ -95,6 +108,22 @@ func TestParseProblems(t *testing.T) {
 		{"bad database", valid + "monolith: { database: mysql://x }\n", []string{`monolith.database: want sqlite:PATH or postgres://`}},
 		{"bad bus", valid + "events: { bus: http://x }\n", []string{`events.bus: want embedded or nats://host:port`}},
 		{"bad listen", valid + "facade: { listen: nowhere }\n", []string{`facade.listen: want host:port, got "nowhere"`}},
+		{"empty admin listen", valid + "facade: { admin: { listen: \"\" } }\n", []string{`c.yaml:11:20: facade.admin.listen: must not be empty`}},
+		{"null admin listen", valid + "facade:\n  admin:\n    listen:\n", []string{`c.yaml:13:5: facade.admin.listen: must not be empty`}},
+		{"empty listen", valid + "facade: { listen: '' }\n", []string{`facade.listen: must not be empty`}},
+		{"remote admin", valid + "facade: { admin: { listen: 0.0.0.0:9900 } }\n", []string{`facade.admin.listen: "0.0.0.0:9900" can be reached from other hosts`}},
+		{"all interfaces admin", valid + "facade: { admin: { listen: ':9900' } }\n", []string{`facade.admin.listen: ":9900" can be reached from other hosts`}},
+		{"lan admin", valid + "facade: { admin: { listen: 192.168.1.5:9900 } }\n", []string{`set facade.admin.allow_remote: true`}},
+		{"body limits", valid + "facade: { body_timeout: 2h, max_body_bytes: -1 }\n",
+			[]string{"facade.body_timeout: must be at most 1h", "facade.max_body_bytes: must be between 1 and 1073741824"}},
+		{"internal paths", valid + "facade: { internal_paths: [metrics, /, /a/../b] }\n",
+			[]string{`facade.internal_paths[0]: "metrics" must be a clean path`, `facade.internal_paths[1]: "/" must be`, `facade.internal_paths[2]: "/a/../b"`}},
+		{"health", strings.Replace(valid, "timeout: 2s", "timeout: 2s, health: { path: readyz, interval: 1ms, timeout: 2m, healthy_threshold: 101, unhealthy_threshold: -1 }", 1),
+			[]string{`backends.inventory.health.path: "readyz" must be a path starting with /`, "health.interval: must be between 10ms and 1h",
+				"health.timeout: must be at most 1m", "health.healthy_threshold: must be between 1 and 100", "health.unhealthy_threshold: must be between 1 and 100"}},
+		{"empty health path", strings.Replace(valid, "timeout: 2s", "timeout: 2s, health: { path: '' }", 1), []string{`backends.inventory.health.path: must not be empty`}},
+		{"resilience bounds", strings.Replace(valid, "timeout: 2s", "timeout: 2h, breaker: { open_for: 1h }, bulkhead: { max_concurrent: 1000000 }", 1),
+			[]string{"backends.inventory.timeout: must be at most 10m", "backends.inventory.breaker.open_for: must be at most 10m", "bulkhead.max_concurrent: must be at most 100000"}},
 		{"canary percent", strings.Replace(valid, "shadow: { to: inventory, ignore: [/updated_at] }", "canary: { to: inventory, percent: 120, sticky: ip }", 1),
 			[]string{"routes[0].canary.percent: must be between 0 and 100", `routes[0].canary.sticky: want header:NAME or cookie:NAME, got "ip"`}},
 		{"many at once", "backends:\n  a: { url: x, timeout: zz }\nroutes:\n  - match: { path: nope }\n    to: b\nextra: 1\n",
@@ -117,6 +146,19 @@ func TestParseProblems(t *testing.T) {
 				t.Errorf("want every problem at once, got %d:\n%s", len(cerr.Problems), got)
 			}
 		})
+	}
+}
+
+func TestAdminMayListenRemotelyWhenAllowed(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9900", "'[::]:9900'", "10.0.0.7:9900"} {
+		if _, err := config.Parse("c.yaml", []byte(valid+"facade: { admin: { listen: "+addr+", allow_remote: true } }\n")); err != nil {
+			t.Errorf("%s with allow_remote: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9900", "localhost:9900", "'[::1]:9900'", "127.0.0.1:0"} {
+		if _, err := config.Parse("c.yaml", []byte(valid+"facade: { admin: { listen: "+addr+" } }\n")); err != nil {
+			t.Errorf("loopback %s: %v", addr, err)
+		}
 	}
 }
 

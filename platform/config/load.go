@@ -86,6 +86,9 @@ type parser struct {
 	// broken holds the paths whose values could not be decoded, so validation does not
 	// report them a second time.
 	broken map[string]bool
+	// empty holds the paths written with no value or an empty string ("listen: ''"), which
+	// decode like a key left out; validation refuses that where it would hide a mistake.
+	empty map[string]bool
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
@@ -93,7 +96,7 @@ var yamlLine = regexp.MustCompile(`line (\d+)`)
 // Parse validates data, the contents of the file at path, and returns the defaulted config.
 // A non-nil error is an *Error listing every problem found.
 func Parse(path string, data []byte) (*Config, error) {
-	p := &parser{file: path, at: map[string]pos{}, broken: map[string]bool{}}
+	p := &parser{file: path, at: map[string]pos{}, broken: map[string]bool{}, empty: map[string]bool{}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		line := 0
@@ -167,6 +170,9 @@ var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "!!str" && n.Value == "") {
+		p.empty[path] = true
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var validMethods = []string{
@@ -19,14 +20,8 @@ var validMethods = []string{
 // validate reports every semantic problem: dangling names, bad URLs, out-of-range numbers,
 // duplicate routes.
 func (p *parser) validate(c *Config) {
-	check := func(field string, ok bool, format string, args ...any) {
-		if !ok && !p.broken[field] {
-			p.add(field, fmt.Sprintf(format, args...))
-		}
-	}
-	p.validateListen("facade.listen", c.Facade.Listen)
-	p.validateListen("facade.admin.listen", c.Facade.Admin.Listen)
-	check("facade.backend_header", validHeaderName(c.Facade.BackendHeader), "invalid header name %q", c.Facade.BackendHeader)
+	check := p.checker()
+	p.validateFacade(c.Facade)
 
 	if len(c.Backends) == 0 {
 		check("backends", false, "at least one backend is required")
@@ -54,6 +49,7 @@ func (p *parser) validate(c *Config) {
 		check(f+".bulkhead.max_concurrent", b.Bulkhead.MaxConcurrent >= 0, "must not be negative")
 		check(f+".bulkhead.max_queue", b.Bulkhead.MaxQueue >= 0, "must not be negative")
 		check(f+".bulkhead.max_queue", b.Bulkhead.MaxQueue == 0 || b.Bulkhead.MaxConcurrent > 0, "a queue needs max_concurrent to be set")
+		p.validateResilience(f, b)
 	}
 
 	backend := func(field, name string) {
@@ -161,6 +157,80 @@ func (p *parser) validate(c *Config) {
 	}
 	p.validateListen("events.embedded.listen", c.Events.Embedded.Listen)
 	p.validateRetention(c)
+}
+
+// validateFacade checks the facade's own settings.
+func (p *parser) validateFacade(fc Facade) {
+	check := p.checker()
+	for _, field := range []string{"facade.listen", "facade.admin.listen"} {
+		// An empty address would quietly bind the default; say so rather than guess.
+		check(field, !p.empty[field], "must not be empty; leave the key out for the default, or write an address such as 127.0.0.1:9900")
+	}
+	p.validateListen("facade.listen", fc.Listen)
+	p.validateListen("facade.admin.listen", fc.Admin.Listen)
+	if host, _, err := net.SplitHostPort(fc.Admin.Listen); err == nil && !fc.Admin.AllowRemote && !p.empty["facade.admin.listen"] {
+		check("facade.admin.listen", isLoopback(host),
+			"%q can be reached from other hosts, and the admin API shows the config and the route table; "+
+				"listen on 127.0.0.1 (or ::1), or set facade.admin.allow_remote: true", fc.Admin.Listen)
+	}
+	check("facade.backend_header", validHeaderName(fc.BackendHeader), "invalid header name %q", fc.BackendHeader)
+	check("facade.body_timeout", fc.BodyTimeout.D() <= time.Hour, "must be at most 1h, got %s", fc.BodyTimeout)
+	check("facade.max_body_bytes", fc.MaxBodyBytes > 0 && fc.MaxBodyBytes <= 1<<30,
+		"must be between 1 and 1073741824 (1 GiB), got %d", fc.MaxBodyBytes)
+	check("facade.internal_paths", len(fc.InternalPaths) <= 64, "at most 64 paths, got %d", len(fc.InternalPaths))
+	for i, ip := range fc.InternalPaths {
+		f := fmt.Sprintf("facade.internal_paths[%d]", i)
+		check(f, strings.HasPrefix(ip, "/") && ip != "/" && path.Clean(ip) == ip,
+			"%q must be a clean path below / (such as /metrics)", ip)
+	}
+}
+
+// validateResilience checks the bounds of a backend's timeout, breaker, bulkhead and health
+// check: every number has one.
+func (p *parser) validateResilience(f string, b Backend) {
+	check := p.checker()
+	check(f+".timeout", b.Timeout.D() <= 10*time.Minute, "must be at most 10m, got %s", b.Timeout)
+	check(f+".retry.max_backoff", b.Retry.MaxBackoff.D() <= time.Minute, "must be at most 1m, got %s", b.Retry.MaxBackoff)
+	check(f+".breaker.consecutive_failures", b.Breaker.ConsecutiveFailures <= 1_000_000, "must be at most 1000000, got %d", b.Breaker.ConsecutiveFailures)
+	check(f+".breaker.open_for", b.Breaker.OpenFor.D() <= 10*time.Minute, "must be at most 10m, got %s", b.Breaker.OpenFor)
+	check(f+".breaker.half_open_requests", b.Breaker.HalfOpenRequests <= 1000, "must be at most 1000, got %d", b.Breaker.HalfOpenRequests)
+	check(f+".bulkhead.max_concurrent", b.Bulkhead.MaxConcurrent <= 100_000, "must be at most 100000, got %d", b.Bulkhead.MaxConcurrent)
+	check(f+".bulkhead.max_queue", b.Bulkhead.MaxQueue <= 100_000, "must be at most 100000, got %d", b.Bulkhead.MaxQueue)
+	check(f+".bulkhead.queue_timeout", b.Bulkhead.QueueTimeout.D() <= time.Minute, "must be at most 1m, got %s", b.Bulkhead.QueueTimeout)
+	h := b.Health
+	check(f+".health.path", !p.empty[f+".health.path"], "must not be empty; leave the key out for the default /readyz, or set disabled: true")
+	if !p.empty[f+".health.path"] {
+		u, err := url.Parse(h.Path)
+		check(f+".health.path", err == nil && strings.HasPrefix(h.Path, "/") && u.Fragment == "",
+			"%q must be a path starting with / (a query is allowed)", h.Path)
+	}
+	check(f+".health.interval", h.Interval.D() >= 10*time.Millisecond && h.Interval.D() <= time.Hour,
+		"must be between 10ms and 1h, got %s", h.Interval)
+	check(f+".health.timeout", h.Timeout.D() <= time.Minute, "must be at most 1m, got %s", h.Timeout)
+	check(f+".health.healthy_threshold", h.HealthyThreshold >= 1 && h.HealthyThreshold <= 100,
+		"must be between 1 and 100, got %d", h.HealthyThreshold)
+	check(f+".health.unhealthy_threshold", h.UnhealthyThreshold >= 1 && h.UnhealthyThreshold <= 100,
+		"must be between 1 and 100, got %d", h.UnhealthyThreshold)
+}
+
+// checker returns a function that records a problem at field unless ok, or unless the
+// field's value was already reported as undecodable.
+func (p *parser) checker() func(field string, ok bool, format string, args ...any) {
+	return func(field string, ok bool, format string, args ...any) {
+		if !ok && !p.broken[field] {
+			p.add(field, fmt.Sprintf(format, args...))
+		}
+	}
+}
+
+// isLoopback reports whether a listen host only accepts connections from this machine. An
+// empty host listens on every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (p *parser) validateListen(field, addr string) {
