@@ -72,16 +72,7 @@ func serveFacade(ctx context.Context, e env, path, listenAddr, adminAddr string)
 	if err != nil {
 		return err
 	}
-	log.Info("admin token", "from", source) // where from, never the token itself
-	// The facade reads its token through Getenv; this one hands it the token settled above,
-	// so that a generated token is the one in the token file.
-	getenv := func(k string) string {
-		if k == cfg.Facade.Admin.TokenEnv {
-			return token
-		}
-		return e.getenv(k)
-	}
-	f, err := facade.New(cfg, facade.Options{Logger: log, Getenv: getenv})
+	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source})
 	if err != nil {
 		return fmt.Errorf("starting the facade: %w", err)
 	}
