@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +21,8 @@ import (
 	"github.com/ficus-project/ficus/platform/contract"
 )
 
-// shop is a monolith on a real SQLite file, served on loopback.
+// shop is a monolith on a real database (storetest.DSN: SQLite, or PostgreSQL under
+// TestPostgres), served on loopback.
 type shop struct {
 	t   *testing.T
 	m   *monolith.Monolith
@@ -38,7 +40,7 @@ func newShop(t *testing.T) *shop {
 	t.Helper()
 	dir := t.TempDir()
 	cfgYAML := "backends: { monolith: { url: http://127.0.0.1:1 } }\nroutes: [{ match: { path: / }, to: monolith }]\n" +
-		"monolith: { database: sqlite:shop.db }\n"
+		"monolith: { database: '" + storetest.DSN(t) + "' }\n"
 	cfg, err := config.Parse(filepath.Join(dir, "config.yaml"), []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)

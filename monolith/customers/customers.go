@@ -67,8 +67,8 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 		CreatedAt:        time.Now().UTC().Truncate(time.Millisecond),
 		Version:          1,
 	}
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.Insert(ctx, tx, c); err != nil {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := db.Insert(tx, c); err != nil {
 			return err
 		}
 		return outbox.Record(ctx, tx, Source, contract.TypeCustomerRegistered, c.ID, contract.CustomerRegistered{
@@ -82,27 +82,27 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 
 // Get returns a customer.
 func (s *Service) Get(ctx context.Context, id string) (Customer, error) {
-	return db.Get(ctx, store.Conn(ctx, s.db), id)
+	return db.Get(store.Conn(ctx, s.db), id)
 }
 
 // ByEmail returns the customer registered with email.
 func (s *Service) ByEmail(ctx context.Context, email string) (Customer, error) {
-	return db.ByEmail(ctx, store.Conn(ctx, s.db), strings.ToLower(strings.TrimSpace(email)))
+	return db.ByEmail(store.Conn(ctx, s.db), strings.ToLower(strings.TrimSpace(email)))
 }
 
 // Count returns how many customers there are.
 func (s *Service) Count(ctx context.Context) (int64, error) {
-	return db.Count(ctx, store.Conn(ctx, s.db))
+	return db.Count(store.Conn(ctx, s.db))
 }
 
 // SetCreditLimit changes a customer's credit limit.
 func (s *Service) SetCreditLimit(ctx context.Context, id string, cents int64) (Customer, error) {
 	var out Customer
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.SetCreditLimit(ctx, tx, id, cents, time.Now().UTC()); err != nil {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := db.SetCreditLimit(tx, id, cents, time.Now().UTC()); err != nil {
 			return err
 		}
-		c, err := db.Get(ctx, tx, id)
+		c, err := db.Get(tx, id)
 		if err != nil {
 			return err
 		}

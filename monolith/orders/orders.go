@@ -94,7 +94,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 	}
 	o := Order{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: p.CustomerID, Status: Placed,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := s.customers.Exists(ctx, p.CustomerID); err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 		if err != nil {
 			return err
 		}
-		o.Lines = lines
+		o.Lines, o.TotalCents = lines, 0 // 0: the transaction may run again (store.Write)
 		for _, l := range lines {
 			o.TotalCents += l.UnitPriceCents * int64(l.Quantity)
 		}
@@ -112,7 +112,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 		if err := s.stock.Commit(ctx, o.ID); err != nil {
 			return err
 		}
-		if err := db.Insert(ctx, tx, o); err != nil {
+		if err := db.Insert(tx, o); err != nil {
 			return err
 		}
 		data := contract.OrderPlaced{OrderID: o.ID, CustomerID: o.CustomerID, TotalCents: o.TotalCents, PaymentID: o.PaymentID}
@@ -129,20 +129,20 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 
 // Order returns one order.
 func (s *Service) Order(ctx context.Context, id string) (Order, error) {
-	return db.Get(ctx, store.Conn(ctx, s.db), id)
+	return db.Get(store.Conn(ctx, s.db), id)
 }
 
 // ByCustomer returns a customer's orders, newest first.
 func (s *Service) ByCustomer(ctx context.Context, customerID string) ([]Order, error) {
-	return db.ListByCustomer(ctx, store.Conn(ctx, s.db), customerID)
+	return db.ListByCustomer(store.Conn(ctx, s.db), customerID)
 }
 
 // Cancel cancels a placed order: its stock goes back on hand and its payment is refunded, in
 // one transaction. Cancelling a cancelled order is a no-op.
 func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 	var out Order
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		o, err := db.Get(ctx, tx, id)
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		o, err := db.Get(tx, id)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 			return err
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
-		if _, err := db.MarkCancelled(ctx, tx, id, now); err != nil {
+		if _, err := db.MarkCancelled(tx, id, now); err != nil {
 			return err
 		}
 		o.Status, o.CancelledAt = Cancelled, &now

@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/platform/event"
+	"github.com/ficus-project/ficus/platform/store"
 )
 
 // Table is the outbox table's name.
@@ -20,7 +21,15 @@ const Table = "ficus_outbox"
 
 // Add records evs in tx, the transaction that makes the state change they describe. It never
 // opens a transaction of its own: an event outside its change's transaction is a dual write.
+//
+// It first locks the events' subjects for the rest of the transaction (store.LockKeys), so
+// that the events of one subject are numbered in the order their transactions commit, even on
+// PostgreSQL, where transactions take sequence numbers side by side: the relay then publishes
+// each subject's events in commit order. See docs/events.md.
 func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
+	if err := lockSubjects(tx, evs); err != nil {
+		return fmt.Errorf("recording events in outbox: %w", err)
+	}
 	for len(evs) > 0 {
 		n := min(len(evs), 1000) // Stay under SQLite's limit of bound parameters.
 		if err := insert(ctx, tx, evs[:n]); err != nil {
@@ -29,6 +38,15 @@ func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
 		evs = evs[n:]
 	}
 	return nil
+}
+
+// lockSubjects locks the subjects of evs (LockKeys takes each key once).
+func lockSubjects(tx *gorm.DB, evs []event.Event) error {
+	keys := make([]string, len(evs))
+	for i, e := range evs {
+		keys[i] = Table + ":" + e.Subject
+	}
+	return store.LockKeys(tx, keys...)
 }
 
 func insert(ctx context.Context, tx *gorm.DB, evs []event.Event) error {

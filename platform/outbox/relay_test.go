@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,12 +14,23 @@ import (
 
 	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 )
+
+// TestPostgres runs the suite on PostgreSQL.
+func TestPostgres(t *testing.T) {
+	storetest.Postgres(t,
+		TestAddRejectsEventsWithoutIDOrType, TestListPagesInOrder, TestRelayPublishesInOrderAndMarksSent,
+		TestRelayRetriesWithBackoff, TestRelayDoesNotSkipLateCommits, TestNotifyWakesTheRelay,
+		TestOnlyTheLeaseHolderPublishes, TestRelayMetricsAndRetention,
+		testSubjectsAreNumberedInCommitOrder,
+	)
+}
 
 func openDB(t *testing.T) *gorm.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "outbox.db"), store.Options{})
+	db, err := store.Open(ctx, storetest.DSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +57,7 @@ func newEvents(t *testing.T, n int) []event.Event {
 func add(t *testing.T, db *gorm.DB, evs ...event.Event) {
 	t.Helper()
 	ctx := context.Background()
-	if err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, evs...) }); err != nil {
+	if err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, evs...) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -223,6 +233,12 @@ func TestRelayRetriesWithBackoff(t *testing.T) {
 // sequence order is not commit order) is still published.
 func TestRelayDoesNotSkipLateCommits(t *testing.T) {
 	db := openDB(t)
+	if store.EngineName(db) == "postgres" {
+		lateCommitOnPostgres(t, db)
+		return
+	}
+	// SQLite's writers take turns, so a late commit is staged: the sequence jumps ahead,
+	// and the late row is inserted below it afterwards.
 	evs := newEvents(t, 3)
 	add(t, db, evs[1:]...)
 	if err := db.Exec(`UPDATE sqlite_sequence SET seq = seq + 10 WHERE name = ?`, Table).Error; err != nil {
@@ -367,4 +383,102 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		return m.GetCounter().GetValue()
 	}
 	return -1
+}
+
+// lateCommitOnPostgres: a transaction that took its seq first and commits last is published
+// after the rows that overtook it, not skipped.
+func lateCommitOnPostgres(t *testing.T, db *gorm.DB) {
+	ctx := context.Background()
+	evs := newEvents(t, 2)
+	late, early := evs[0], evs[1]
+	late.Subject, early.Subject = "late", "early"
+	recorded, release := make(chan struct{}), make(chan struct{})
+	lateDone := make(chan error, 1)
+	go func() {
+		lateDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+			if err := Add(ctx, tx, late); err != nil {
+				return err
+			}
+			close(recorded)
+			<-release
+			return nil
+		})
+	}()
+	<-recorded
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	add(t, db, early) // Takes the next seq and commits while the late one is still open.
+	pub := &fakePublisher{}
+	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))
+	waitFor(t, "the early row", func() bool { return len(pub.published()) == 1 })
+	close(release)
+	if err := <-lateDone; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late row", func() bool { return len(pub.published()) == 2 })
+	if got := pub.published(); got[0] != early.ID || got[1] != late.ID {
+		t.Errorf("published %v, want the early event, then the late one", got)
+	}
+	var seqs []int64
+	db.Raw(`SELECT seq FROM `+Table+` ORDER BY event_id = ?`, early.ID).Scan(&seqs)
+	if len(seqs) != 2 || seqs[0] > seqs[1] {
+		t.Errorf("seqs %v: the late event should hold the lower number", seqs)
+	}
+}
+
+// testSubjectsAreNumberedInCommitOrder (PostgreSQL): while a transaction that recorded an
+// event for a subject is open, another transaction recording an event for the same subject
+// waits for it, so the subject's events are numbered, and published, in commit order.
+// Without the subject lock the second would take a higher number and commit first.
+func testSubjectsAreNumberedInCommitOrder(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	evs := newEvents(t, 2)
+	first, second := evs[0], evs[1]
+	first.Subject, second.Subject = "sku-1", "sku-1"
+	recorded, release := make(chan struct{}), make(chan struct{})
+	firstDone := make(chan error, 1)
+	go func() {
+		firstDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+			if err := Add(ctx, tx, first); err != nil {
+				return err
+			}
+			close(recorded)
+			<-release
+			return nil
+		})
+	}()
+	<-recorded
+	secondDone := make(chan error, 1)
+	go func() {
+		secondDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, second) })
+	}()
+	waitFor(t, "the second transaction to wait for the subject", func() bool {
+		select {
+		case err := <-secondDone:
+			close(release)
+			t.Fatalf("the second transaction recorded an event for the subject while the first was open (err %v)", err)
+		default:
+		}
+		var waiting int64
+		db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting)
+		return waiting == 1
+	})
+	close(release)
+	for _, done := range []chan error{firstDone, secondDone} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &fakePublisher{}
+	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))
+	waitFor(t, "both events", func() bool { return len(pub.published()) == 2 })
+	if got := pub.published(); got[0] != first.ID || got[1] != second.ID {
+		t.Errorf("published %v, want the first committed, then the second", got)
+	}
 }
