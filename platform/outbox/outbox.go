@@ -13,7 +13,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/platform/event"
-	"github.com/ficus-project/ficus/platform/store"
 )
 
 // Table is the outbox table's name.
@@ -22,14 +21,11 @@ const Table = "ficus_outbox"
 // Add records evs in tx, the transaction that makes the state change they describe. It never
 // opens a transaction of its own: an event outside its change's transaction is a dual write.
 //
-// It first locks the events' subjects for the rest of the transaction (store.LockKeys), so
-// that the events of one subject are numbered in the order their transactions commit, even on
-// PostgreSQL, where transactions take sequence numbers side by side: the relay then publishes
-// each subject's events in commit order. See docs/events.md.
+// The events of one subject are numbered in the order their transactions commit, so the relay
+// publishes them in that order: on SQLite because writers take turns, on PostgreSQL because
+// the outbox's insert trigger makes a transaction wait for the others recording events of the
+// same subject before it numbers its own (see the migrations and docs/events.md).
 func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
-	if err := lockSubjects(tx, evs); err != nil {
-		return fmt.Errorf("recording events in outbox: %w", err)
-	}
 	for len(evs) > 0 {
 		n := min(len(evs), 1000) // Stay under SQLite's limit of bound parameters.
 		if err := insert(ctx, tx, evs[:n]); err != nil {
@@ -38,15 +34,6 @@ func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
 		evs = evs[n:]
 	}
 	return nil
-}
-
-// lockSubjects locks the subjects of evs (LockKeys takes each key once).
-func lockSubjects(tx *gorm.DB, evs []event.Event) error {
-	keys := make([]string, len(evs))
-	for i, e := range evs {
-		keys[i] = Table + ":" + e.Subject
-	}
-	return store.LockKeys(tx, keys...)
 }
 
 func insert(ctx context.Context, tx *gorm.DB, evs []event.Event) error {

@@ -33,8 +33,8 @@ const migrationLock = PlatformPrefix + "schema_migrations"
 //
 // Files are named NNNN_description.sql, for every engine, or NNNN_description.ENGINE.sql
 // (ENGINE is sqlite or postgres) where the engines need different SQL: a version then has
-// one file per engine. Statements are separated by a semicolon at the end of a line; lines
-// starting with -- are comments. Which file of a version ran is recorded, but only the
+// one file per engine. Statements are separated by a semicolon at the end of a line, except
+// inside a $$-quoted body; lines starting with -- are comments. Which file of a version ran is recorded, but only the
 // version decides whether it has run, so a version may be split into per-engine files later.
 func Migrate(ctx context.Context, db *gorm.DB, component string, fsys fs.FS, dir string) error {
 	st, err := stateOf(db)
@@ -156,18 +156,23 @@ func migrationFiles(fsys fs.FS, dir, engine string) ([]migration, error) {
 }
 
 // splitStatements splits a migration file on semicolons that end a line, dropping comment
-// lines.
+// lines. Inside a dollar-quoted body ($$ … $$, as of a PostgreSQL function) lines are kept
+// whole and semicolons do not split.
 func splitStatements(sql string) []string {
 	var out []string
 	var cur strings.Builder
+	quoted := false
 	for _, line := range strings.Split(sql, "\n") {
 		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(trimmed, "--") || trimmed == "" {
+		if !quoted && (strings.HasPrefix(trimmed, "--") || trimmed == "") {
 			continue
 		}
 		cur.WriteString(line)
 		cur.WriteString("\n")
-		if strings.HasSuffix(trimmed, ";") {
+		if strings.Count(line, "$$")%2 == 1 {
+			quoted = !quoted
+		}
+		if !quoted && strings.HasSuffix(trimmed, ";") {
 			out = append(out, strings.TrimSpace(cur.String()))
 			cur.Reset()
 		}

@@ -19,7 +19,8 @@ import (
 // TestPostgres runs the suite on PostgreSQL.
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t,
-		TestMigrateAppliesOnceInOrder, TestMigratePicksTheEnginesFile, TestGuardKeepsModulesApart,
+		TestMigrateAppliesOnceInOrder, TestMigratePicksTheEnginesFile, TestMigrateKeepsTheHistoryOfASplitVersion,
+		TestGuardKeepsModulesApart,
 		TestUnitOfWorkSpansModules, TestWriteJoinsOnlyItsOwnDatabase, TestOnCommitRunsAfterCommitsOnly,
 		TestRefuseInTx, TestConcurrentWritersAllCommit,
 		TestOpenExplainsAnUnreachableServer,
@@ -147,6 +148,29 @@ func TestMigratePicksTheEnginesFile(t *testing.T) {
 	db.Table("ficus_schema_migrations").Where("component = ?", "bad").Count(&n)
 	if n != 0 {
 		t.Errorf("a refused set of migrations applied %d", n)
+	}
+}
+
+// TestMigrateKeepsTheHistoryOfASplitVersion: a database migrated when a version had one
+// portable file (as the outbox's and idempotency's 0001 had before PostgreSQL) does not run it
+// again once the version is split into per-engine files.
+func TestMigrateKeepsTheHistoryOfASplitVersion(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	before := fstest.MapFS{"0001_x.sql": {Data: []byte("CREATE TABLE alpha_x (id TEXT PRIMARY KEY);\n")}}
+	if err := store.Migrate(ctx, db, "split", before, "."); err != nil {
+		t.Fatal(err)
+	}
+	after := fstest.MapFS{
+		"0001_x.sqlite.sql":   {Data: []byte("CREATE TABLE alpha_x (id TEXT PRIMARY KEY);\n")},
+		"0001_x.postgres.sql": {Data: []byte("CREATE TABLE alpha_x (id TEXT PRIMARY KEY);\n")},
+		"0002_y.sql":          {Data: []byte("ALTER TABLE alpha_x ADD COLUMN note TEXT;\n")},
+	}
+	if err := store.Migrate(ctx, db, "split", after, "."); err != nil {
+		t.Fatalf("the split version ran again, or failed: %v", err)
+	}
+	if err := db.Exec(`INSERT INTO alpha_x (id, note) VALUES ('1', 'from 0002')`).Error; err != nil {
+		t.Errorf("0002 was not applied: %v", err)
 	}
 }
 
