@@ -165,7 +165,7 @@ func testLockKeysOrdersCommits(t *testing.T) {
 	first := make(chan error, 1)
 	go func() {
 		first <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-			if err := store.LockKeys(tx, "subject-1", "subject-2"); err != nil {
+			if err := store.LockKeysForTest(tx, "subject-1", "subject-2"); err != nil {
 				return err
 			}
 			close(locked)
@@ -178,7 +178,7 @@ func testLockKeysOrdersCommits(t *testing.T) {
 	var sawFirst atomic.Bool
 	go func() {
 		second <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-			if err := store.LockKeys(tx, "subject-2"); err != nil {
+			if err := store.LockKeysForTest(tx, "subject-2"); err != nil {
 				return err
 			}
 			var n int64
@@ -189,7 +189,7 @@ func testLockKeysOrdersCommits(t *testing.T) {
 	}()
 	// An unrelated key is not held up.
 	if err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-		return store.LockKeys(tx, "subject-3")
+		return store.LockKeysForTest(tx, "subject-3")
 	}); err != nil {
 		t.Fatal(err)
 	}

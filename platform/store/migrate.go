@@ -23,7 +23,7 @@ type schemaMigration struct {
 
 func (schemaMigration) TableName() string { return PlatformPrefix + "schema_migrations" }
 
-// migrationLock is the key (see LockKeys) that migrating processes take, so that two of them
+// migrationLock is the key (see lockKeys) that migrating processes take, so that two of them
 // starting at once on one PostgreSQL database apply each migration once.
 const migrationLock = PlatformPrefix + "schema_migrations"
 
@@ -46,7 +46,7 @@ func Migrate(ctx context.Context, db *gorm.DB, component string, fsys fs.FS, dir
 		return fmt.Errorf("migrating %s: %w", component, err)
 	}
 	err = st.engine.Write(ctx, st.root, func(ctx context.Context, tx *gorm.DB) error {
-		if err := LockKeys(tx, migrationLock); err != nil {
+		if err := lockKeys(tx, migrationLock); err != nil {
 			return err
 		}
 		return tx.WithContext(ctx).Exec(`CREATE TABLE IF NOT EXISTS ` + PlatformPrefix + `schema_migrations (
@@ -63,7 +63,7 @@ func Migrate(ctx context.Context, db *gorm.DB, component string, fsys fs.FS, dir
 		err := st.engine.Write(ctx, st.root, func(ctx context.Context, tx *gorm.DB) error {
 			tx = tx.WithContext(ctx)
 			// Under the lock, look again: another process may have applied it meanwhile.
-			if err := LockKeys(tx, migrationLock); err != nil {
+			if err := lockKeys(tx, migrationLock); err != nil {
 				return err
 			}
 			var n int64

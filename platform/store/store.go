@@ -63,7 +63,7 @@ type engine interface {
 }
 
 // keyLocker is an engine whose write transactions run side by side, so that some must be
-// told to wait for each other (see LockKeys).
+// told to wait for each other (see lockKeys).
 type keyLocker interface {
 	LockKeys(tx *gorm.DB, keys []string) error
 }
@@ -281,12 +281,12 @@ func OnCommit(db *gorm.DB, fn func()) {
 	st.committed.Store(&fn)
 }
 
-// LockKeys makes the unit of work tx belongs to wait until no other holds any of keys, and
+// lockKeys makes the unit of work tx belongs to wait until no other holds any of keys, and
 // holds them until it ends: units of work that lock a common key commit one after the other,
 // in the order they locked it. On SQLite, where write transactions take turns anyway, it
-// does nothing. The outbox locks each event's subject so, and so numbers a subject's events
-// in the order their transactions commit.
-func LockKeys(tx *gorm.DB, keys ...string) error {
+// does nothing. Migrations lock one key so, so that processes starting at once on one
+// PostgreSQL database apply each migration once.
+func lockKeys(tx *gorm.DB, keys ...string) error {
 	st, err := stateOf(tx)
 	if err != nil {
 		return fmt.Errorf("locking keys: %w", err)

@@ -20,7 +20,7 @@ import (
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t,
 		TestMigrateAppliesOnceInOrder, TestMigratePicksTheEnginesFile, TestMigrateKeepsTheHistoryOfASplitVersion,
-		TestGuardKeepsModulesApart,
+		TestConcurrentMigrationsApplyOnce, TestGuardKeepsModulesApart,
 		TestUnitOfWorkSpansModules, TestWriteJoinsOnlyItsOwnDatabase, TestOnCommitRunsAfterCommitsOnly,
 		TestRefuseInTx, TestConcurrentWritersAllCommit,
 		TestOpenExplainsAnUnreachableServer,
@@ -172,6 +172,43 @@ func TestMigrateKeepsTheHistoryOfASplitVersion(t *testing.T) {
 	if err := db.Exec(`INSERT INTO alpha_x (id, note) VALUES ('1', 'from 0002')`).Error; err != nil {
 		t.Errorf("0002 was not applied: %v", err)
 	}
+}
+
+// TestConcurrentMigrationsApplyOnce: two processes starting at once on one database (here two
+// connection pools) both migrate it, and each migration runs once.
+func TestConcurrentMigrationsApplyOnce(t *testing.T) {
+	dsn := storetest.DSN(t)
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	for range 2 {
+		db, err := store.Open(ctx, dsn, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = store.Close(db) })
+		go func() { errs <- store.Migrate(ctx, db, "test", schema, ".") }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	db := open2(t, dsn)
+	var n int64
+	db.Table("ficus_schema_migrations").Where("component = ?", "test").Count(&n)
+	if n != 2 {
+		t.Errorf("recorded %d migrations, want 2", n)
+	}
+}
+
+func open2(t *testing.T, dsn string) *gorm.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close(db) })
+	return db
 }
 
 func other(engine string) string {
