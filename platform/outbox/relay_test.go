@@ -385,18 +385,15 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return -1
 }
 
-// lateCommitOnPostgres: a transaction that took its seq first and commits last is published
-// after the rows that overtook it, not skipped.
-func lateCommitOnPostgres(t *testing.T, db *gorm.DB) {
-	ctx := context.Background()
-	evs := newEvents(t, 2)
-	late, early := evs[0], evs[1]
-	late.Subject, early.Subject = "late", "early"
+// addAndHold records e in a unit of work it keeps open until commit is called; commit returns
+// that unit of work's result. The unit of work is ended in t.Cleanup if the test does not.
+func addAndHold(t *testing.T, db *gorm.DB, e event.Event) (commit func() error) {
+	t.Helper()
 	recorded, release := make(chan struct{}), make(chan struct{})
-	lateDone := make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
-		lateDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-			if err := Add(ctx, tx, late); err != nil {
+		done <- store.Write(context.Background(), db, func(ctx context.Context, tx *gorm.DB) error {
+			if err := Add(ctx, tx, e); err != nil {
 				return err
 			}
 			close(recorded)
@@ -404,20 +401,32 @@ func lateCommitOnPostgres(t *testing.T, db *gorm.DB) {
 			return nil
 		})
 	}()
-	<-recorded
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	select {
+	case <-recorded:
+	case err := <-done:
+		t.Fatalf("recording %s: %v", e.ID, err)
+	}
+	var once sync.Once
+	commit = func() error {
+		once.Do(func() { close(release) })
+		return <-done
+	}
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	return commit
+}
+
+// lateCommitOnPostgres: a transaction that took its seq first and commits last is published
+// after the rows that overtook it, not skipped.
+func lateCommitOnPostgres(t *testing.T, db *gorm.DB) {
+	evs := newEvents(t, 2)
+	late, early := evs[0], evs[1]
+	late.Subject, early.Subject = "late", "early"
+	commitLate := addAndHold(t, db, late)
 	add(t, db, early) // Takes the next seq and commits while the late one is still open.
 	pub := &fakePublisher{}
 	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))
 	waitFor(t, "the early row", func() bool { return len(pub.published()) == 1 })
-	close(release)
-	if err := <-lateDone; err != nil {
+	if err := commitLate(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the late row", func() bool { return len(pub.published()) == 2 })
@@ -441,19 +450,7 @@ func testSubjectsAreNumberedInCommitOrder(t *testing.T) {
 	evs := newEvents(t, 2)
 	first, second := evs[0], evs[1]
 	first.Subject, second.Subject = "sku-1", "sku-1"
-	recorded, release := make(chan struct{}), make(chan struct{})
-	firstDone := make(chan error, 1)
-	go func() {
-		firstDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
-			if err := Add(ctx, tx, first); err != nil {
-				return err
-			}
-			close(recorded)
-			<-release
-			return nil
-		})
-	}()
-	<-recorded
+	commitFirst := addAndHold(t, db, first)
 	secondDone := make(chan error, 1)
 	go func() {
 		secondDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, second) })
@@ -461,7 +458,6 @@ func testSubjectsAreNumberedInCommitOrder(t *testing.T) {
 	waitFor(t, "the second transaction to wait for the subject", func() bool {
 		select {
 		case err := <-secondDone:
-			close(release)
 			t.Fatalf("the second transaction recorded an event for the subject while the first was open (err %v)", err)
 		default:
 		}
@@ -469,11 +465,11 @@ func testSubjectsAreNumberedInCommitOrder(t *testing.T) {
 		db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting)
 		return waiting == 1
 	})
-	close(release)
-	for _, done := range []chan error{firstDone, secondDone} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+	if err := commitFirst(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-secondDone; err != nil {
+		t.Fatal(err)
 	}
 	pub := &fakePublisher{}
 	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))

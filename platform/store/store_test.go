@@ -30,9 +30,16 @@ func TestPostgres(t *testing.T) {
 	)
 }
 
+// open opens a new database for t.
 func open(t *testing.T) *gorm.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), storetest.DSN(t), store.Options{Modules: []string{"alpha", "beta"}})
+	return openAt(t, storetest.DSN(t))
+}
+
+// openAt opens the database at dsn, guarding modules alpha and beta, until t ends.
+func openAt(t *testing.T, dsn string) *gorm.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dsn, store.Options{Modules: []string{"alpha", "beta"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +188,7 @@ func TestConcurrentMigrationsApplyOnce(t *testing.T) {
 	ctx := context.Background()
 	errs := make(chan error, 2)
 	for range 2 {
-		db, err := store.Open(ctx, dsn, store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = store.Close(db) })
+		db := openAt(t, dsn)
 		go func() { errs <- store.Migrate(ctx, db, "test", schema, ".") }()
 	}
 	for range 2 {
@@ -193,22 +196,12 @@ func TestConcurrentMigrationsApplyOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	db := open2(t, dsn)
+	db := openAt(t, dsn)
 	var n int64
 	db.Table("ficus_schema_migrations").Where("component = ?", "test").Count(&n)
 	if n != 2 {
 		t.Errorf("recorded %d migrations, want 2", n)
 	}
-}
-
-func open2(t *testing.T, dsn string) *gorm.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close(db) })
-	return db
 }
 
 func other(engine string) string {
