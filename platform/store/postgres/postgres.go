@@ -135,7 +135,7 @@ func (e *Engine) Dialector() gorm.Dialector {
 func (e *Engine) Write(ctx context.Context, db *gorm.DB, fn func(ctx context.Context, tx *gorm.DB) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return fn(ctx, tx) })
-		if err == nil || !Retryable(err) {
+		if err == nil || !retryable(err) {
 			return err
 		}
 		if attempt >= e.attempts {
@@ -152,9 +152,9 @@ func (e *Engine) Write(ctx context.Context, db *gorm.DB, fn func(ctx context.Con
 	}
 }
 
-// Retryable reports whether err aborted a transaction that may succeed if run again: a
+// retryable reports whether err aborted a transaction that may succeed if run again: a
 // serialization failure (SQLSTATE 40001) or a deadlock (40P01).
-func Retryable(err error) bool {
+func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false

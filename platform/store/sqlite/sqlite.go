@@ -83,8 +83,8 @@ func (e *Engine) Write(ctx context.Context, db *gorm.DB, fn func(ctx context.Con
 	return e.queue.run(ctx, db, fn)
 }
 
-// WritersWaiting reports how many writers are queued for their turn.
-func (e *Engine) WritersWaiting() int { return int(e.queue.waiting.Load()) }
+// writersWaiting reports how many writers are queued for their turn.
+func (e *Engine) writersWaiting() int { return int(e.queue.waiting.Load()) }
 
 // Close closes the prepared statements and the connection pool.
 func (e *Engine) Close() error {

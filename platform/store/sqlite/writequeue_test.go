@@ -148,7 +148,7 @@ func TestCancelledWaiterDoesNotStrandGroup(t *testing.T) {
 	}()
 	// Let the second writer queue, then give up; then let the first one finish.
 	deadline := time.Now().Add(5 * time.Second)
-	for e.WritersWaiting() == 0 {
+	for e.writersWaiting() == 0 {
 		if time.Now().After(deadline) {
 			close(release)
 			t.Fatal("the second writer never queued")
