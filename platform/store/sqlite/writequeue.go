@@ -99,7 +99,10 @@ func (q *writeQueue) run(ctx context.Context, db *gorm.DB, fn func(ctx context.C
 // begin begins a group's transaction on db.
 func begin(ctx context.Context, db *gorm.DB) (*group, error) {
 	var conn *stmtTx
-	// The transaction outlives this turn, so it must not end with this turn's context.
+	// The transaction outlives this turn, so it must not end with this turn's context. gorm
+	// passes Begin's context on to the pool's BeginTx, which leaves the transaction it begins
+	// in the slot (gorm has no public way to reach it); if it ever stopped doing so, begin
+	// would fail, and with it every write test.
 	bctx := context.WithValue(context.WithoutCancel(ctx), txSlot{}, &conn)
 	tx := db.WithContext(bctx).Begin()
 	if tx.Error != nil {
