@@ -94,6 +94,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 	}
 	o := Order{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: p.CustomerID, Status: Placed,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	// One unit of work across modules: ctx carries it to the ports, whose modules join it.
 	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := s.customers.Exists(ctx, p.CustomerID); err != nil {
 			return err
@@ -141,6 +142,7 @@ func (s *Service) ByCustomer(ctx context.Context, customerID string) ([]Order, e
 // one transaction. Cancelling a cancelled order is a no-op.
 func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 	var out Order
+	// One unit of work across modules: ctx carries it to the ports, whose modules join it.
 	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		o, err := db.Get(tx, id)
 		if err != nil {
