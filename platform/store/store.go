@@ -191,27 +191,30 @@ func Handle(db *gorm.DB, module string) *gorm.DB {
 	return db.Set(moduleSetting, module).Session(&gorm.Session{})
 }
 
-// unit is an open unit of work, as a context carries it.
+// unit is a unit of work, as a context carries it.
 type unit struct {
 	st *state
 	// tx is the transaction, bound to no module.
 	tx *gorm.DB
+	// ended is set once the function that got the unit's context has returned: a context
+	// kept beyond that (by a goroutine it started) no longer carries an open unit of work.
+	ended atomic.Bool
 }
 
 type unitKey struct{}
 
-// openUnit returns the unit of work on st's database that ctx carries, if any.
-func openUnit(ctx context.Context, st *state) (unit, bool) {
-	u, ok := ctx.Value(unitKey{}).(unit)
-	return u, ok && u.st == st
+// openUnit returns the open unit of work on st's database that ctx carries, if any.
+func openUnit(ctx context.Context, st *state) (*unit, bool) {
+	u, ok := ctx.Value(unitKey{}).(*unit)
+	return u, ok && u.st == st && !u.ended.Load()
 }
 
-// InTx reports whether ctx carries an open unit of work: a write transaction, begun by
-// Write, that has neither committed nor rolled back. Nothing slow, and no network call,
-// belongs inside one (see RefuseInTx).
+// InTx reports whether ctx carries an open unit of work: one begun by Write whose function
+// has not returned yet. Nothing slow, and no network call, belongs inside one (see
+// RefuseInTx).
 func InTx(ctx context.Context) bool {
-	_, ok := ctx.Value(unitKey{}).(unit)
-	return ok
+	u, ok := ctx.Value(unitKey{}).(*unit)
+	return ok && !u.ended.Load()
 }
 
 // Conn returns the handle a read (or a write inside a unit of work) in ctx should use: the
@@ -254,7 +257,9 @@ func Write(ctx context.Context, h *gorm.DB, fn func(ctx context.Context, tx *gor
 		return fn(ctx, bind(ctx, u.tx, h))
 	}
 	err = st.engine.Write(ctx, st.root, func(ctx context.Context, tx *gorm.DB) error {
-		ctx = context.WithValue(ctx, unitKey{}, unit{st: st, tx: tx})
+		u := &unit{st: st, tx: tx}
+		defer u.ended.Store(true)
+		ctx = context.WithValue(ctx, unitKey{}, u)
 		return fn(ctx, bind(ctx, tx, h))
 	})
 	if err != nil {

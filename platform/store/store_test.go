@@ -21,7 +21,7 @@ func TestPostgres(t *testing.T) {
 	storetest.Postgres(t,
 		TestMigrateAppliesOnceInOrder, TestMigratePicksTheEnginesFile, TestMigrateKeepsTheHistoryOfASplitVersion,
 		TestConcurrentMigrationsApplyOnce, TestGuardKeepsModulesApart,
-		TestUnitOfWorkSpansModules, TestWriteJoinsOnlyItsOwnDatabase, TestOnCommitRunsAfterCommitsOnly,
+		TestUnitOfWorkSpansModules, TestAnEndedUnitOfWorkIsNotJoined, TestWriteJoinsOnlyItsOwnDatabase, TestOnCommitRunsAfterCommitsOnly,
 		TestRefuseInTx, TestConcurrentWritersAllCommit,
 		TestOpenExplainsAnUnreachableServer,
 		// PostgreSQL's own: what SQLite's single writer makes moot.
@@ -290,6 +290,31 @@ func TestUnitOfWorkSpansModules(t *testing.T) {
 	}
 	if na, nb := count(t, db, "alpha_things"), count(t, db, "beta_things"); na != 0 || nb != 0 {
 		t.Errorf("rollback left rows: alpha %d, beta %d", na, nb)
+	}
+}
+
+// TestAnEndedUnitOfWorkIsNotJoined: a context kept beyond its unit of work (by a goroutine the
+// unit started) carries no open unit any more; a Write made with it runs on its own.
+func TestAnEndedUnitOfWorkIsNotJoined(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	var kept context.Context
+	if err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+		kept = ctx
+		return tx.Create(&alphaThing{ID: "1"}).Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if store.InTx(kept) {
+		t.Error("InTx reports an open unit of work after it committed")
+	}
+	if err := store.Write(kept, db, func(ctx context.Context, tx *gorm.DB) error {
+		return tx.Create(&alphaThing{ID: "2"}).Error
+	}); err != nil {
+		t.Fatalf("a Write with the kept context: %v", err)
+	}
+	if n := count(t, db, "alpha_things"); n != 2 {
+		t.Errorf("%d rows, want 2", n)
 	}
 }
 
