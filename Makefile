@@ -4,7 +4,7 @@ BIN     := bin/ficus
 PKGS    := ./...
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short lint bench fuzz clean
+.PHONY: all build run test test-postgres test-short lint bench fuzz clean
 
 all: build
 
@@ -19,6 +19,13 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-postgres: the storage suites (store, outbox, inbox, idempotency, shop, ficus up) on
+## PostgreSQL too, on a throwaway server that .ci/postgres starts (installing Debian's
+## postgresql package when it is missing) and removes afterwards.
+PG_PKGS := ./platform/store/... ./platform/outbox/... ./platform/inbox/... ./platform/idempotency/... ./monolith/... ./cmd/ficus/...
+test-postgres:
+	FICUS_REQUIRE_POSTGRES=1 .ci/postgres run $(GO) test -race -count=1 -timeout 20m $(PG_PKGS)
 
 test-short:
 	$(GO) test -count=1 $(PKGS)

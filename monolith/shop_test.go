@@ -18,11 +18,12 @@ import (
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 	"github.com/ficus-project/ficus/platform/web"
 )
 
-// shop is a monolith on a real SQLite file, served on loopback by the server every Ficus
-// component runs (web.NewServer).
+// shop is a monolith on a real database (storetest.DSN: SQLite, or PostgreSQL under
+// TestPostgres), served on loopback by the server every Ficus component runs (web.NewServer).
 type shop struct {
 	t   *testing.T
 	m   *monolith.Monolith
@@ -50,7 +51,7 @@ func newShopLogged(t *testing.T, logger *slog.Logger) *shop {
 	t.Helper()
 	dir := t.TempDir()
 	cfgYAML := "backends: { monolith: { url: http://127.0.0.1:1 } }\nroutes: [{ match: { path: / }, to: monolith }]\n" +
-		"monolith: { database: sqlite:shop.db }\n"
+		"monolith: { database: '" + storetest.DSN(t) + "' }\n"
 	cfg, err := config.Parse(filepath.Join(dir, "config.yaml"), []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)

@@ -73,8 +73,8 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 		CreatedAt:        time.Now().UTC().Truncate(time.Millisecond),
 		Version:          1,
 	}
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.Insert(ctx, tx, c); err != nil {
+	err = store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := db.Insert(tx, c); err != nil {
 			return err
 		}
 		return outbox.Record(ctx, tx, Source, contract.TypeCustomerRegistered, c.ID, contract.CustomerRegistered{
@@ -88,23 +88,23 @@ func (s *Service) Create(ctx context.Context, n NewCustomer) (Customer, error) {
 
 // Get returns a customer.
 func (s *Service) Get(ctx context.Context, id string) (Customer, error) {
-	return db.Get(ctx, store.Conn(ctx, s.db), id)
+	return db.Get(store.Conn(ctx, s.db), id)
 }
 
 // ByEmail returns the customer registered with email, normalised as registration stores it.
 func (s *Service) ByEmail(ctx context.Context, email string) (Customer, error) {
-	return db.ByEmail(ctx, store.Conn(ctx, s.db), domain.NormalizeEmail(email))
+	return db.ByEmail(store.Conn(ctx, s.db), domain.NormalizeEmail(email))
 }
 
 // List returns up to limit customers, oldest first (ids grow with time), after the one with
 // id afterID ("" for the first page).
 func (s *Service) List(ctx context.Context, afterID string, limit int) ([]Customer, error) {
-	return db.List(ctx, store.Conn(ctx, s.db), afterID, limit)
+	return db.List(store.Conn(ctx, s.db), afterID, limit)
 }
 
 // Count returns how many customers there are.
 func (s *Service) Count(ctx context.Context) (int64, error) {
-	return db.Count(ctx, store.Conn(ctx, s.db))
+	return db.Count(store.Conn(ctx, s.db))
 }
 
 // SetCreditLimit changes a customer's credit limit.
@@ -113,11 +113,11 @@ func (s *Service) SetCreditLimit(ctx context.Context, id string, cents int64) (C
 		return Customer{}, err
 	}
 	var out Customer
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.SetCreditLimit(ctx, tx, id, cents, time.Now().UTC()); err != nil {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := db.SetCreditLimit(tx, id, cents, time.Now().UTC()); err != nil {
 			return err
 		}
-		c, err := db.Get(ctx, tx, id)
+		c, err := db.Get(tx, id)
 		if err != nil {
 			return err
 		}

@@ -84,8 +84,8 @@ func (s *Service) CreateItem(ctx context.Context, n NewItem) (Item, error) {
 	}
 	it := Item{SKU: n.SKU, Name: strings.TrimSpace(n.Name), PriceCents: *n.PriceCents, OnHand: *n.OnHand,
 		Available: *n.OnHand, Version: 1, UpdatedAt: s.now()}
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		if err := db.InsertItem(ctx, tx, it); err != nil {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		if err := db.InsertItem(tx, it); err != nil {
 			return err
 		}
 		ev, err := stockChanged(it)
@@ -97,23 +97,23 @@ func (s *Service) CreateItem(ctx context.Context, n NewItem) (Item, error) {
 	if err != nil {
 		return Item{}, fmt.Errorf("creating item: %w", err)
 	}
-	return db.GetItem(ctx, store.Conn(ctx, s.db), it.SKU)
+	return db.GetItem(store.Conn(ctx, s.db), it.SKU)
 }
 
 // Item returns one item.
 func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
-	return db.GetItem(ctx, store.Conn(ctx, s.db), sku)
+	return db.GetItem(store.Conn(ctx, s.db), sku)
 }
 
 // Items returns up to limit items by SKU, after the one with SKU afterSKU ("" for the first
 // page).
 func (s *Service) Items(ctx context.Context, afterSKU string, limit int) ([]Item, error) {
-	return db.ListItems(ctx, store.Conn(ctx, s.db), afterSKU, limit)
+	return db.ListItems(store.Conn(ctx, s.db), afterSKU, limit)
 }
 
 // CountItems returns how many items there are.
 func (s *Service) CountItems(ctx context.Context) (int64, error) {
-	return db.CountItems(ctx, store.Conn(ctx, s.db))
+	return db.CountItems(store.Conn(ctx, s.db))
 }
 
 // Restock adds quantity to an item's stock. Stock on hand past contract.MaxStock is refused
@@ -123,9 +123,9 @@ func (s *Service) Restock(ctx context.Context, sku string, quantity int) (Item, 
 		return Item{}, err
 	}
 	var out Item
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		var err error
-		if out, err = db.Adjust(ctx, tx, sku, quantity, 0, s.now()); err != nil {
+		if out, err = db.Adjust(tx, sku, quantity, 0, s.now()); err != nil {
 			return err
 		}
 		// Checked on the figure the update produced, under its row lock, so concurrent
@@ -158,16 +158,16 @@ func (s *Service) Reserve(ctx context.Context, n NewReservation) (Reservation, e
 	// A fixed order of row locks: two reservations never wait on each other.
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
 	var out Reservation
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		now := s.now()
 		// Insert first: a retried step finds the order's reservation without a separate
 		// look. Whatever fails after this rolls back with the transaction.
-		created, err := db.CreateReservation(ctx, tx, n.OrderID, Held, now)
+		created, err := db.CreateReservation(tx, n.OrderID, Held, now)
 		if err != nil {
 			return err
 		}
 		if !created {
-			existing, err := db.GetReservation(ctx, tx, n.OrderID)
+			existing, err := db.GetReservation(tx, n.OrderID)
 			if err != nil {
 				return err
 			}
@@ -180,7 +180,7 @@ func (s *Service) Reserve(ctx context.Context, n NewReservation) (Reservation, e
 		r := Reservation{OrderID: n.OrderID, State: Held, UpdatedAt: now, Lines: make([]PricedLine, 0, len(lines))}
 		evs := make([]event.Event, 0, len(lines))
 		for _, l := range lines {
-			it, err := db.Adjust(ctx, tx, l.SKU, 0, l.Quantity, now)
+			it, err := db.Adjust(tx, l.SKU, 0, l.Quantity, now)
 			if err != nil {
 				return err
 			}
@@ -191,7 +191,7 @@ func (s *Service) Reserve(ctx context.Context, n NewReservation) (Reservation, e
 			}
 			evs = append(evs, ev)
 		}
-		if err := db.InsertReservationLines(ctx, tx, n.OrderID, r.Lines); err != nil {
+		if err := db.InsertReservationLines(tx, n.OrderID, r.Lines); err != nil {
 			return err
 		}
 		out = r
@@ -253,8 +253,8 @@ func (s *Service) Return(ctx context.Context, orderID string) (Reservation, erro
 // of each line, the change to on-hand and reserved.
 func (s *Service) transition(ctx context.Context, orderID, verb string, step func(Reservation) (string, int, int, error)) (Reservation, error) {
 	var out Reservation
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		r, err := db.GetReservation(ctx, tx, orderID)
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		r, err := db.GetReservation(tx, orderID)
 		if err != nil {
 			return err
 		}
@@ -266,7 +266,7 @@ func (s *Service) transition(ctx context.Context, orderID, verb string, step fun
 		now := s.now()
 		evs := make([]event.Event, 0, len(r.Lines))
 		for _, l := range r.Lines {
-			it, err := db.Adjust(ctx, tx, l.SKU, onHand*l.Quantity, reserved*l.Quantity, now)
+			it, err := db.Adjust(tx, l.SKU, onHand*l.Quantity, reserved*l.Quantity, now)
 			if err != nil {
 				return err
 			}
@@ -279,7 +279,7 @@ func (s *Service) transition(ctx context.Context, orderID, verb string, step fun
 			}
 			evs = append(evs, ev)
 		}
-		if err := db.SetReservationState(ctx, tx, orderID, r.State, to, now); err != nil {
+		if err := db.SetReservationState(tx, orderID, r.State, to, now); err != nil {
 			return err
 		}
 		r.State, r.UpdatedAt = to, now
@@ -294,7 +294,7 @@ func (s *Service) transition(ctx context.Context, orderID, verb string, step fun
 
 // Reservation returns an order's reservation.
 func (s *Service) Reservation(ctx context.Context, orderID string) (Reservation, error) {
-	return db.GetReservation(ctx, store.Conn(ctx, s.db), orderID)
+	return db.GetReservation(store.Conn(ctx, s.db), orderID)
 }
 
 // stockChanged is the event of a stock change: it carries the item's absolute stock after

@@ -111,7 +111,10 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 	}
 	o := Order{ID: id.String(), CustomerID: p.CustomerID, Status: Placed,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	// One unit of work across modules: ctx carries it to the ports, whose modules join it.
+	// On PostgreSQL it may run again after a serialization failure, so it sets every field
+	// of o it uses rather than adding to one.
+	err = store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		if err := s.customers.Exists(ctx, p.CustomerID); err != nil {
 			return err
 		}
@@ -131,7 +134,7 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 		if err := s.stock.Commit(ctx, o.ID); err != nil {
 			return err
 		}
-		if err := db.Insert(ctx, tx, o); err != nil {
+		if err := db.Insert(tx, o); err != nil {
 			return err
 		}
 		data := contract.OrderPlaced{OrderID: o.ID, CustomerID: o.CustomerID, TotalCents: o.TotalCents, PaymentID: o.PaymentID}
@@ -148,21 +151,22 @@ func (s *Service) Place(ctx context.Context, p PlaceOrder) (Order, error) {
 
 // Order returns one order.
 func (s *Service) Order(ctx context.Context, id string) (Order, error) {
-	return db.Get(ctx, store.Conn(ctx, s.db), id)
+	return db.Get(store.Conn(ctx, s.db), id)
 }
 
 // ByCustomer returns up to limit of a customer's orders, newest first (by created_at, then
 // id), after the order at key after (nil for the first page).
 func (s *Service) ByCustomer(ctx context.Context, customerID string, after *Key, limit int) ([]Order, error) {
-	return db.ListByCustomer(ctx, store.Conn(ctx, s.db), customerID, after, limit)
+	return db.ListByCustomer(store.Conn(ctx, s.db), customerID, after, limit)
 }
 
 // Cancel cancels a placed order: its sold stock is returned to on-hand and its payment
 // refunded, in one transaction. Cancelling a cancelled order is a no-op.
 func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 	var out Order
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		o, err := db.Get(ctx, tx, id)
+	// One unit of work across modules: ctx carries it to the ports, whose modules join it.
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		o, err := db.Get(tx, id)
 		if err != nil {
 			return err
 		}
@@ -179,7 +183,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 			}
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
-		if _, err := db.MarkCancelled(ctx, tx, id, now); err != nil {
+		if _, err := db.MarkCancelled(tx, id, now); err != nil {
 			return err
 		}
 		o.Status, o.CancelledAt = Cancelled, &now

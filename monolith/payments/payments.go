@@ -84,12 +84,12 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		return Payment{}, fmt.Errorf("charging customer %s: making a payment id: %w", ch.CustomerID, err)
 	}
 	var out Payment
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err = store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		payer, err := s.payers.Payer(ctx, ch.CustomerID)
 		if err != nil {
 			return err
 		}
-		outstanding, err := db.Outstanding(ctx, tx, ch.CustomerID)
+		outstanding, err := db.Outstanding(tx, ch.CustomerID)
 		if err != nil {
 			return err
 		}
@@ -98,10 +98,10 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		}
 		p := Payment{ID: id.String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
 			Reference: strings.TrimSpace(ch.Reference), Status: Captured, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-		if err := db.Insert(ctx, tx, p); err != nil {
+		if err := db.Insert(tx, p); err != nil {
 			return err
 		}
-		if err := db.AddOutstanding(ctx, tx, p.CustomerID, p.AmountCents); err != nil {
+		if err := db.AddOutstanding(tx, p.CustomerID, p.AmountCents); err != nil {
 			return err
 		}
 		out = p
@@ -116,19 +116,19 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 
 // Payment returns one payment.
 func (s *Service) Payment(ctx context.Context, id string) (Payment, error) {
-	return db.Get(ctx, store.Conn(ctx, s.db), id)
+	return db.Get(store.Conn(ctx, s.db), id)
 }
 
 // Refund refunds a captured payment in full. Refunding a refunded payment is a no-op.
 func (s *Service) Refund(ctx context.Context, id string) (Payment, error) {
 	var out Payment
-	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 		now := time.Now().UTC().Truncate(time.Millisecond)
-		changed, err := db.MarkRefunded(ctx, tx, id, now)
+		changed, err := db.MarkRefunded(tx, id, now)
 		if err != nil {
 			return err
 		}
-		p, err := db.Get(ctx, tx, id)
+		p, err := db.Get(tx, id)
 		if err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func (s *Service) Refund(ctx context.Context, id string) (Payment, error) {
 		if !changed {
 			return nil
 		}
-		if err := db.AddOutstanding(ctx, tx, p.CustomerID, -p.AmountCents); err != nil {
+		if err := db.AddOutstanding(tx, p.CustomerID, -p.AmountCents); err != nil {
 			return err
 		}
 		return outbox.Record(ctx, tx, Source, contract.TypePaymentRefunded, p.ID, contract.PaymentRefunded{

@@ -363,7 +363,7 @@ func newEvent(t *testing.T, typ, subject string, data any) event.Event {
 func record(t *testing.T, ctx context.Context, db *gorm.DB, evs ...event.Event) {
 	t.Helper()
 	for _, e := range evs {
-		err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, e) })
+		err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, e) })
 		if err != nil {
 			t.Fatal(err)
 		}

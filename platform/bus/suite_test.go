@@ -216,7 +216,7 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	for i := range evs {
 		evs[i] = newEvent(t, "test.crash.v1", fmt.Sprint("k", i%13), map[string]int{"i": i})
 	}
-	err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, evs...) })
+	err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, evs...) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -606,7 +606,7 @@ func testStockConverges(t *testing.T, srv testServer) {
 		wg.Go(func() {
 			for range changes / writers {
 				sku := fmt.Sprintf("SKU-%02d", rand.IntN(skus))
-				err := store.InTx(wctx, src, func(ctx context.Context, tx *gorm.DB) error {
+				err := store.Write(wctx, src, func(ctx context.Context, tx *gorm.DB) error {
 					var row struct {
 						OnHand, Reserved int
 						Version          int64

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -261,12 +262,74 @@ func (p *parser) validateDatabase(field, dsn string) {
 			p.add(field, "sqlite: needs a file path, as in sqlite:data/monolith.db")
 		}
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		if _, err := url.Parse(dsn); err != nil {
-			p.add(field, fmt.Sprintf("invalid postgres URL: %v", err))
+		if msg := postgresURLProblem(dsn); msg != "" {
+			p.add(field, msg)
 		}
 	default:
-		p.add(field, fmt.Sprintf("want sqlite:PATH or postgres://…, got %q", Redact(dsn)))
+		p.add(field, fmt.Sprintf("want sqlite:PATH or postgres://USER:PASS@HOST:PORT/DB, got %q", Redact(dsn)))
 	}
+}
+
+// postgresSSLModes are the sslmode values PostgreSQL clients know.
+var postgresSSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// postgresURLProblem says what is wrong with a postgres:// URL, or "" if nothing is. Its
+// messages never quote the password.
+func postgresURLProblem(dsn string) string {
+	const want = "; want postgres://USER:PASS@HOST:PORT/DB?sslmode=disable"
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url.Error quotes the whole URL, password and all: keep only the reason.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Sprintf("invalid postgres URL: %v%s", err, want)
+	}
+	shown := Redact(dsn)
+	q := u.Query()
+	switch {
+	case u.Fragment != "":
+		return fmt.Sprintf("postgres URL %q must not have a #fragment", shown)
+	case u.Host == "" && q.Get("host") == "":
+		return fmt.Sprintf("postgres URL %q names no host%s", shown, want)
+	}
+	// Several hosts (a primary and its standbys) are separated by commas.
+	for _, hp := range strings.Split(u.Host, ",") {
+		if hp == "" && u.Host == "" {
+			break
+		}
+		host, port := hp, ""
+		if h, p, err := net.SplitHostPort(hp); err == nil {
+			host, port = h, p
+		} else if strings.Count(hp, ":") == 1 {
+			return fmt.Sprintf("postgres URL %q: invalid host:port %q", shown, hp)
+		}
+		if host == "" {
+			return fmt.Sprintf("postgres URL %q: empty host in %q", shown, hp)
+		}
+		if port != "" {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return fmt.Sprintf("postgres URL %q: invalid port %q (want 1 to 65535)", shown, port)
+			}
+		}
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	switch {
+	case db == "":
+		return fmt.Sprintf("postgres URL %q names no database%s", shown, want)
+	case strings.Contains(db, "/"):
+		return fmt.Sprintf("postgres URL %q: database name %q contains a slash", shown, db)
+	}
+	if m := q.Get("sslmode"); m != "" && !slices.Contains(postgresSSLModes, m) {
+		return fmt.Sprintf("postgres URL %q: unknown sslmode %q (want one of %s)", shown, m, strings.Join(postgresSSLModes, ", "))
+	}
+	if t := q.Get("connect_timeout"); t != "" {
+		if n, err := strconv.Atoi(t); err != nil || n < 0 {
+			return fmt.Sprintf("postgres URL %q: connect_timeout %q is not a number of seconds", shown, t)
+		}
+	}
+	return ""
 }
 
 // routeKey identifies a route's match so duplicates can be found.

@@ -13,9 +13,11 @@
 // deletes a finished key a day (config's retention.idempotency) after its first request, and
 // a repeat after that runs again, as a new request.
 //
-// Because the handler runs inside the transaction, its writes must go through the store's
-// context-carried transaction (store.InTx and store.Conn do this), and it should not make
-// slow remote calls: on SQLite the transaction holds the database's write lock.
+// Because the handler runs inside the transaction, its writes must join the unit of work its
+// request's context carries (store.Write and store.Conn do this), and it must not make
+// remote calls: the transaction holds SQLite's write turn or PostgreSQL's row locks, and an
+// HTTP client built on store.RefuseInTx refuses them. On PostgreSQL the handler may run
+// again if the server aborts the transaction for a conflict (see store.Write).
 package idempotency
 
 import (
@@ -26,6 +28,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -138,7 +141,7 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 				return errInFlight()
 			}
 			defer running.remove(id)
-			return run(c, next, db, opts, scope, key, hash)
+			return run(c, next, db, opts, scope, key, hash, body)
 		}
 	}
 }
@@ -183,12 +186,12 @@ var errRollback = errors.New("server error: rolling back")
 // response, so the claim, the effect and the stored response commit together or not at all.
 // The response is held until then: a client never sees a success that did not commit. A 5xx
 // rolls everything back, which leaves the key free.
-func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope, key, hash string) error {
+func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope, key, hash string, body []byte) error {
 	req := c.Request()
 	// A fresh context from here on: a client that hangs up must not cut the transaction short.
 	ctx := context.WithoutCancel(req.Context())
 	orig := c.Response().Writer
-	buf := &bufferedWriter{header: http.Header{}}
+	var buf *bufferedWriter
 	defer func() {
 		if r := recover(); r != nil {
 			// The transaction has rolled back, claim and all.
@@ -198,13 +201,19 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 	}()
 	var replay *keyRow
 	var refused error
-	err := store.InTx(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
 		replay, refused = claim(txCtx, tx, opts, scope, key, hash)
 		if refused != nil || replay != nil {
 			return refused
 		}
-		c.Response().Writer = buf
-		c.SetRequest(req.WithContext(txCtx))
+		// The transaction may run more than once (PostgreSQL retries one the server aborted
+		// for a conflict): each attempt starts from a fresh response and a fresh body.
+		buf = &bufferedWriter{header: http.Header{}}
+		res := c.Response()
+		res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
+		attempt := req.WithContext(txCtx)
+		attempt.Body = io.NopCloser(bytes.NewReader(body))
+		c.SetRequest(attempt)
 		defer c.SetRequest(req)
 		if err := tx.SavePoint("ficus_handler").Error; err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,8 +18,19 @@ import (
 
 	"github.com/ficus-project/ficus/platform/idempotency"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 	"github.com/ficus-project/ficus/platform/web"
 )
+
+// TestPostgres runs the suite on PostgreSQL.
+func TestPostgres(t *testing.T) {
+	storetest.Postgres(t,
+		TestRepeatReturnsStoredResponse, TestSameKeyDifferentBodyIs422, TestRepeatInFlightIs409,
+		TestServerErrorDoesNotBurnKey, TestClientErrorIsStored, TestAbandonedClaimIsTakenOverAfterLease,
+		TestEffectAndResponseCommitTogether, TestBadKeyIs400,
+		TestPlainServerErrorIsNotStored, TestKeysExpire, TestInFlightClaimsAreNeverPruned,
+	)
+}
 
 type server struct {
 	db      *gorm.DB
@@ -35,7 +45,7 @@ type server struct {
 func newServer(t *testing.T, opts idempotency.Options) *server {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "idem.db"), store.Options{})
+	db, err := store.Open(ctx, storetest.DSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +215,7 @@ func TestEffectAndResponseCommitTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.effect = func(ctx context.Context, id string) error {
-		return store.InTx(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
 			return tx.Exec("INSERT INTO effects (id) VALUES (?)", id).Error
 		})
 	}

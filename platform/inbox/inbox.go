@@ -29,13 +29,13 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 
 // Handle applies e for consumer exactly once: in one transaction on db, it records e's id in
 // the inbox and runs fn, so either both happen or neither does. If consumer has applied e
-// before, Handle does nothing and returns nil. If ctx already carries a transaction
-// (store.InTx), Handle joins it.
+// before, Handle does nothing and returns nil. If ctx already carries a unit of work on db
+// (store.Write), Handle joins it.
 func Handle(ctx context.Context, db *gorm.DB, consumer string, e event.Event, fn func(ctx context.Context, tx *gorm.DB) error) error {
 	if consumer == "" || e.ID == "" {
 		return fmt.Errorf("handling event: empty consumer (%q) or event id (%q)", consumer, e.ID)
 	}
-	err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
 		res := tx.Exec(`INSERT INTO `+Table+` (consumer, event_id, event_type, processed_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (consumer, event_id) DO NOTHING`, consumer, e.ID, e.Type, now(tx))
 		if res.Error != nil {
@@ -65,7 +65,7 @@ func HandleBatch(ctx context.Context, db *gorm.DB, consumer string, evs []event.
 			return fmt.Errorf("handling events for %s: event of type %s without id", consumer, e.Type)
 		}
 	}
-	err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
 		fresh, err := record(tx, consumer, evs)
 		if err != nil {
 			return err

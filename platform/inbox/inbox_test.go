@@ -3,7 +3,6 @@ package inbox
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,12 +11,21 @@ import (
 	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/retention"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 )
+
+// TestPostgres runs the suite on PostgreSQL.
+func TestPostgres(t *testing.T) {
+	storetest.Postgres(t,
+		TestHandleAppliesOncePerConsumer, TestFailedEffectLeavesNoRecord, TestHandlerAdapterAndPrune, TestHandleBatch,
+		TestPruneRuleForgetsOldIDs,
+	)
+}
 
 func openDB(t *testing.T) *gorm.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "inbox.db"), store.Options{})
+	db, err := store.Open(ctx, storetest.DSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

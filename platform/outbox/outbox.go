@@ -20,6 +20,11 @@ const Table = "ficus_outbox"
 
 // Add records evs in tx, the transaction that makes the state change they describe. It never
 // opens a transaction of its own: an event outside its change's transaction is a dual write.
+//
+// The events of one subject are numbered in the order their transactions commit, so the relay
+// publishes them in that order: on SQLite because writers take turns, on PostgreSQL because
+// the outbox's insert trigger makes a transaction wait for the others recording events of the
+// same subject before it numbers its own (see the migrations and docs/events.md).
 func Add(ctx context.Context, tx *gorm.DB, evs ...event.Event) error {
 	for len(evs) > 0 {
 		n := min(len(evs), 1000) // Stay under SQLite's limit of bound parameters.

@@ -98,7 +98,7 @@ func (o *RelayOptions) setDefaults() {
 }
 
 // Relay publishes an outbox's rows to the bus, oldest first, and marks them sent. Its writes go
-// through store.InTx, so on SQLite they queue with the application's writers.
+// through store.Write, so on SQLite they queue with the application's writers.
 //
 // Rows are selected by "sent_at IS NULL ORDER BY seq", never by a high-water mark of the last
 // sequence published: on PostgreSQL a transaction that took a lower seq can commit after one
@@ -222,7 +222,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if err := r.pub.Publish(ctx, evs...); err != nil {
 		return 0, fmt.Errorf("publishing %d events: %w", len(evs), err)
 	}
-	err = store.InTx(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
+	err = store.Write(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
 		return tx.Table(Table).Where("seq IN ?", seqs).Update("sent_at", r.now()).Error
 	})
 	if err != nil {
@@ -238,7 +238,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 func (r *Relay) acquire(ctx context.Context) (bool, error) {
 	now := r.now()
 	var taken int64
-	err := store.InTx(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
 		res := tx.Exec(`INSERT INTO `+LeaseTable+` (name, holder, expires_at) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 			WHERE `+LeaseTable+`.holder = excluded.holder OR `+LeaseTable+`.expires_at < ?`,
@@ -265,7 +265,7 @@ func (r *Relay) release() {
 	r.metrics.leader.Set(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := store.InTx(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
+	err := store.Write(ctx, r.db, func(_ context.Context, tx *gorm.DB) error {
 		return tx.Exec(`UPDATE `+LeaseTable+` SET expires_at = 0 WHERE name = ? AND holder = ?`,
 			r.opts.Name, r.opts.Holder).Error
 	})
@@ -334,7 +334,9 @@ func Backlog(ctx context.Context, db *gorm.DB) (int64, time.Time, error) {
 
 // List returns up to limit events recorded in db's outbox after sequence afterSeq (0 for the
 // start), oldest first, sent or not. Sent rows older than the outbox's retention (PruneRule)
-// are gone.
+// are gone. It reads what has committed: on PostgreSQL a transaction still open may commit
+// later with a lower seq than rows already listed, so paging by afterSeq suits inspection
+// and tests, not delivery (the relay never pages so).
 func List(ctx context.Context, db *gorm.DB, afterSeq int64, limit int) ([]event.Event, error) {
 	if limit <= 0 {
 		limit = 100

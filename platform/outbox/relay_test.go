@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,12 +15,23 @@ import (
 
 	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/store"
+	"github.com/ficus-project/ficus/platform/store/storetest"
 )
+
+// TestPostgres runs the suite on PostgreSQL.
+func TestPostgres(t *testing.T) {
+	storetest.Postgres(t,
+		TestAddRejectsEventsWithoutIDOrType, TestListPagesInOrder, TestRelayPublishesInOrderAndMarksSent,
+		TestRelayRetriesWithBackoff, TestRelayDoesNotSkipLateCommits, TestNotifyWakesTheRelay,
+		TestOnlyTheLeaseHolderPublishes, TestRelayMetrics, TestPruneRuleDeletesOnlyOldSentRows,
+		testSubjectsAreNumberedInCommitOrder,
+	)
+}
 
 func openDB(t *testing.T) *gorm.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "outbox.db"), store.Options{})
+	db, err := store.Open(ctx, storetest.DSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +58,7 @@ func newEvents(t *testing.T, n int) []event.Event {
 func add(t *testing.T, db *gorm.DB, evs ...event.Event) {
 	t.Helper()
 	ctx := context.Background()
-	if err := store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, evs...) }); err != nil {
+	if err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, evs...) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -224,6 +234,12 @@ func TestRelayRetriesWithBackoff(t *testing.T) {
 // sequence order is not commit order) is still published.
 func TestRelayDoesNotSkipLateCommits(t *testing.T) {
 	db := openDB(t)
+	if store.EngineName(db) == "postgres" {
+		lateCommitOnPostgres(t, db)
+		return
+	}
+	// SQLite's writers take turns, so a late commit is staged: the sequence jumps ahead,
+	// and the late row is inserted below it afterwards.
 	evs := newEvents(t, 3)
 	add(t, db, evs[1:]...)
 	if err := db.Exec(`UPDATE sqlite_sequence SET seq = seq + 10 WHERE name = ?`, Table).Error; err != nil {
@@ -392,4 +408,98 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		return m.GetCounter().GetValue()
 	}
 	return -1
+}
+
+// addAndHold records e in a unit of work it keeps open until commit is called; commit returns
+// that unit of work's result. The unit of work is ended in t.Cleanup if the test does not.
+func addAndHold(t *testing.T, db *gorm.DB, e event.Event) (commit func() error) {
+	t.Helper()
+	recorded, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- store.Write(context.Background(), db, func(ctx context.Context, tx *gorm.DB) error {
+			if err := Add(ctx, tx, e); err != nil {
+				return err
+			}
+			close(recorded)
+			<-release
+			return nil
+		})
+	}()
+	select {
+	case <-recorded:
+	case err := <-done:
+		t.Fatalf("recording %s: %v", e.ID, err)
+	}
+	var once sync.Once
+	commit = func() error {
+		once.Do(func() { close(release) })
+		return <-done
+	}
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	return commit
+}
+
+// lateCommitOnPostgres: a transaction that took its seq first and commits last is published
+// after the rows that overtook it, not skipped.
+func lateCommitOnPostgres(t *testing.T, db *gorm.DB) {
+	evs := newEvents(t, 2)
+	late, early := evs[0], evs[1]
+	late.Subject, early.Subject = "late", "early"
+	commitLate := addAndHold(t, db, late)
+	add(t, db, early) // Takes the next seq and commits while the late one is still open.
+	pub := &fakePublisher{}
+	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))
+	waitFor(t, "the early row", func() bool { return len(pub.published()) == 1 })
+	if err := commitLate(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late row", func() bool { return len(pub.published()) == 2 })
+	if got := pub.published(); got[0] != early.ID || got[1] != late.ID {
+		t.Errorf("published %v, want the early event, then the late one", got)
+	}
+	var seqs []int64
+	db.Raw(`SELECT seq FROM `+Table+` ORDER BY event_id = ?`, early.ID).Scan(&seqs)
+	if len(seqs) != 2 || seqs[0] > seqs[1] {
+		t.Errorf("seqs %v: the late event should hold the lower number", seqs)
+	}
+}
+
+// testSubjectsAreNumberedInCommitOrder (PostgreSQL): while a transaction that recorded an
+// event for a subject is open, another transaction recording an event for the same subject
+// waits for it, so the subject's events are numbered, and published, in commit order.
+// Without the subject lock the second would take a higher number and commit first.
+func testSubjectsAreNumberedInCommitOrder(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	evs := newEvents(t, 2)
+	first, second := evs[0], evs[1]
+	first.Subject, second.Subject = "sku-1", "sku-1"
+	commitFirst := addAndHold(t, db, first)
+	secondDone := make(chan error, 1)
+	go func() {
+		secondDone <- store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return Add(ctx, tx, second) })
+	}()
+	waitFor(t, "the second transaction to wait for the subject", func() bool {
+		select {
+		case err := <-secondDone:
+			t.Fatalf("the second transaction recorded an event for the subject while the first was open (err %v)", err)
+		default:
+		}
+		var waiting int64
+		db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting)
+		return waiting == 1
+	})
+	if err := commitFirst(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-secondDone; err != nil {
+		t.Fatal(err)
+	}
+	pub := &fakePublisher{}
+	run(t, NewRelay(db, pub, RelayOptions{PollInterval: 5 * time.Millisecond}))
+	waitFor(t, "both events", func() bool { return len(pub.published()) == 2 })
+	if got := pub.published(); got[0] != first.ID || got[1] != second.ID {
+		t.Errorf("published %v, want the first committed, then the second", got)
+	}
 }

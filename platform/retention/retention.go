@@ -169,7 +169,7 @@ func (p *Pruner) prune(ctx context.Context, r Rule) (total int64, more bool, err
 	cutoff := p.opts.Now().UTC().Add(-r.Keep)
 	for range p.opts.MaxBatches {
 		var n int64
-		err := store.InTx(ctx, p.db, func(_ context.Context, tx *gorm.DB) error {
+		err := store.Write(ctx, p.db, func(_ context.Context, tx *gorm.DB) error {
 			var err error
 			n, err = r.Prune(tx, cutoff, p.opts.BatchSize)
 			return err

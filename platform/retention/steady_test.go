@@ -65,7 +65,7 @@ func TestSteadyState(t *testing.T) {
 	e := echo.New()
 	e.POST("/orders", func(c echo.Context) error {
 		id := c.Request().Header.Get(idempotency.Header)
-		err := store.InTx(c.Request().Context(), pdb, func(ctx context.Context, tx *gorm.DB) error {
+		err := store.Write(c.Request().Context(), pdb, func(ctx context.Context, tx *gorm.DB) error {
 			if err := tx.Exec(`INSERT INTO test_orders (id) VALUES (?)`, id).Error; err != nil {
 				return err
 			}

@@ -7,8 +7,6 @@ import (
 	"gorm.io/gorm"
 )
 
-const moduleSetting = "ficus:module"
-
 // installGuard registers callbacks that refuse a module handle's statements on other modules'
 // tables. It checks the statement's table and, for raw SQL and joins, every identifier that
 // names a guarded module's table.
@@ -43,7 +41,7 @@ func (g guard) check(db *gorm.DB) {
 	if db.Error != nil {
 		return
 	}
-	v, ok := db.Statement.Settings.Load(moduleSetting)
+	v, ok := db.Get(moduleSetting)
 	if !ok {
 		return
 	}

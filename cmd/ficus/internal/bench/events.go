@@ -290,7 +290,7 @@ func sku(i int) string { return fmt.Sprintf("SKU-%03d", i) }
 
 // change commits one stock change and its event.
 func change(ctx context.Context, db *gorm.DB, sku string, producer int, i int64) error {
-	return store.InTx(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+	return store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
 		var version int64
 		if err := tx.Raw(`SELECT version FROM bench_stock WHERE sku = ?`, sku).Scan(&version).Error; err != nil {
 			return err

@@ -1,7 +1,7 @@
 // Package db is the customers module's storage: its tables, its migrations, its queries.
 //
-// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
-// binding it again would copy gorm's statement for nothing.
+// Every function but Migrate takes a handle already bound to its caller's context and unit of
+// work (store.Conn, or the tx of store.Write), so none takes a context of its own.
 package db
 
 import (
@@ -47,7 +47,7 @@ func fromDomain(c domain.Customer) customer {
 }
 
 // Insert stores a new customer.
-func Insert(ctx context.Context, tx *gorm.DB, c domain.Customer) error {
+func Insert(tx *gorm.DB, c domain.Customer) error {
 	row := fromDomain(c)
 	if err := tx.Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
@@ -59,7 +59,7 @@ func Insert(ctx context.Context, tx *gorm.DB, c domain.Customer) error {
 }
 
 // Get loads a customer.
-func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Customer, error) {
+func Get(tx *gorm.DB, id string) (domain.Customer, error) {
 	// Every order reads its customer (twice): scanned directly, without gorm's reflection.
 	c := domain.Customer{ID: id}
 	err := tx.Raw(`SELECT name, email, credit_limit_cents, created_at, version FROM customers_customers WHERE id = ?`, id).
@@ -74,7 +74,7 @@ func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Customer, error) {
 }
 
 // ByEmail loads the customer with email.
-func ByEmail(ctx context.Context, tx *gorm.DB, email string) (domain.Customer, error) {
+func ByEmail(tx *gorm.DB, email string) (domain.Customer, error) {
 	var row customer
 	err := tx.Where("email = ?", email).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -87,14 +87,14 @@ func ByEmail(ctx context.Context, tx *gorm.DB, email string) (domain.Customer, e
 }
 
 // Count returns how many customers there are.
-func Count(ctx context.Context, tx *gorm.DB) (int64, error) {
+func Count(tx *gorm.DB) (int64, error) {
 	var n int64
 	err := tx.Model(&customer{}).Count(&n).Error
 	return n, err
 }
 
 // SetCreditLimit changes a customer's limit and bumps the version.
-func SetCreditLimit(ctx context.Context, tx *gorm.DB, id string, cents int64, now time.Time) error {
+func SetCreditLimit(tx *gorm.DB, id string, cents int64, now time.Time) error {
 	res := tx.Model(&customer{}).Where("id = ?", id).
 		Updates(map[string]any{"credit_limit_cents": cents, "version": gorm.Expr("version + 1"), "updated_at": now})
 	if res.Error != nil {
@@ -107,7 +107,7 @@ func SetCreditLimit(ctx context.Context, tx *gorm.DB, id string, cents int64, no
 }
 
 // List returns up to limit customers whose id sorts after afterID ("" for the first), by id.
-func List(ctx context.Context, tx *gorm.DB, afterID string, limit int) ([]domain.Customer, error) {
+func List(tx *gorm.DB, afterID string, limit int) ([]domain.Customer, error) {
 	var rows []customer
 	if err := tx.Where("id > ?", afterID).Order("id").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing customers: %w", err)

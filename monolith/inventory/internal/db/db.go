@@ -1,7 +1,7 @@
 // Package db is the inventory module's storage.
 //
-// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
-// binding it again would copy gorm's statement for nothing.
+// Every function but Migrate takes a handle already bound to its caller's context and unit of
+// work (store.Conn, or the tx of store.Write), so none takes a context of its own.
 package db
 
 import (
@@ -45,7 +45,7 @@ func (i item) toDomain() domain.Item {
 }
 
 // InsertItem stores a new item.
-func InsertItem(ctx context.Context, tx *gorm.DB, it domain.Item) error {
+func InsertItem(tx *gorm.DB, it domain.Item) error {
 	row := item{SKU: it.SKU, Name: it.Name, PriceCents: it.PriceCents, OnHand: it.OnHand, Reserved: it.Reserved, Version: it.Version, UpdatedAt: it.UpdatedAt}
 	if err := tx.Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
@@ -57,7 +57,7 @@ func InsertItem(ctx context.Context, tx *gorm.DB, it domain.Item) error {
 }
 
 // GetItem loads an item.
-func GetItem(ctx context.Context, tx *gorm.DB, sku string) (domain.Item, error) {
+func GetItem(tx *gorm.DB, sku string) (domain.Item, error) {
 	var row item
 	err := tx.Where("sku = ?", sku).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -71,7 +71,7 @@ func GetItem(ctx context.Context, tx *gorm.DB, sku string) (domain.Item, error) 
 
 // ListItems returns up to limit items whose SKU sorts after afterSKU ("" for the first), by
 // SKU.
-func ListItems(ctx context.Context, tx *gorm.DB, afterSKU string, limit int) ([]domain.Item, error) {
+func ListItems(tx *gorm.DB, afterSKU string, limit int) ([]domain.Item, error) {
 	var rows []item
 	if err := tx.Where("sku > ?", afterSKU).Order("sku").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing items: %w", err)
@@ -86,7 +86,7 @@ func ListItems(ctx context.Context, tx *gorm.DB, afterSKU string, limit int) ([]
 // Adjust changes an item's on-hand and reserved counts by the deltas, bumping its version, and
 // returns the item as the change left it. It changes nothing and returns ErrInsufficientStock
 // when the result would be negative or more would be reserved than is on hand.
-func Adjust(ctx context.Context, tx *gorm.DB, sku string, dOnHand, dReserved int, now time.Time) (domain.Item, error) {
+func Adjust(tx *gorm.DB, sku string, dOnHand, dReserved int, now time.Time) (domain.Item, error) {
 	// One statement: RETURNING gives the new figures (and the price and name the caller
 	// needs), so no read before or after the change.
 	it := domain.Item{SKU: sku, UpdatedAt: now}
@@ -97,7 +97,7 @@ func Adjust(ctx context.Context, tx *gorm.DB, sku string, dOnHand, dReserved int
 		dOnHand, dReserved, now, sku, dOnHand, dReserved, dOnHand, dReserved).
 		Row().Scan(&it.Name, &it.PriceCents, &it.OnHand, &it.Reserved, &it.Version)
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := GetItem(ctx, tx, sku); err != nil {
+		if _, err := GetItem(tx, sku); err != nil {
 			return domain.Item{}, err
 		}
 		return domain.Item{}, fmt.Errorf("%w: %s", domain.ErrInsufficientStock, sku)
@@ -111,7 +111,7 @@ func Adjust(ctx context.Context, tx *gorm.DB, sku string, dOnHand, dReserved int
 
 // CreateReservation stores a new, empty reservation; created is false when the order already
 // has one (and nothing was written).
-func CreateReservation(ctx context.Context, tx *gorm.DB, orderID, state string, now time.Time) (created bool, err error) {
+func CreateReservation(tx *gorm.DB, orderID, state string, now time.Time) (created bool, err error) {
 	res := tx.Exec(`INSERT INTO inventory_reservations (order_id, state, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (order_id) DO NOTHING`, orderID, state, now)
 	if res.Error != nil {
@@ -121,7 +121,7 @@ func CreateReservation(ctx context.Context, tx *gorm.DB, orderID, state string, 
 }
 
 // InsertReservationLines stores a reservation's lines.
-func InsertReservationLines(ctx context.Context, tx *gorm.DB, orderID string, lines []domain.PricedLine) error {
+func InsertReservationLines(tx *gorm.DB, orderID string, lines []domain.PricedLine) error {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO inventory_reservation_lines (order_id, sku, quantity, unit_price_cents) VALUES `)
 	args := make([]any, 0, 4*len(lines))
@@ -139,7 +139,7 @@ func InsertReservationLines(ctx context.Context, tx *gorm.DB, orderID string, li
 }
 
 // GetReservation loads a reservation and its lines.
-func GetReservation(ctx context.Context, tx *gorm.DB, orderID string) (domain.Reservation, error) {
+func GetReservation(tx *gorm.DB, orderID string) (domain.Reservation, error) {
 	// One query for the reservation and its lines.
 	rows, err := tx.Raw(`SELECT r.state, r.updated_at, l.sku, l.quantity, l.unit_price_cents
 		FROM inventory_reservations r LEFT JOIN inventory_reservation_lines l ON l.order_id = r.order_id
@@ -173,7 +173,7 @@ func GetReservation(ctx context.Context, tx *gorm.DB, orderID string) (domain.Re
 }
 
 // SetReservationState moves a reservation from one state to another.
-func SetReservationState(ctx context.Context, tx *gorm.DB, orderID, from, to string, now time.Time) error {
+func SetReservationState(tx *gorm.DB, orderID, from, to string, now time.Time) error {
 	res := tx.Exec(`UPDATE inventory_reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = ?`,
 		to, now, orderID, from)
 	if res.Error != nil {
@@ -186,7 +186,7 @@ func SetReservationState(ctx context.Context, tx *gorm.DB, orderID, from, to str
 }
 
 // CountItems returns how many items there are.
-func CountItems(ctx context.Context, tx *gorm.DB) (int64, error) {
+func CountItems(tx *gorm.DB) (int64, error) {
 	var n int64
 	err := tx.Model(&item{}).Count(&n).Error
 	return n, err

@@ -1,7 +1,7 @@
 // Package db is the orders module's storage.
 //
-// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
-// binding it again would copy gorm's statement for nothing.
+// Every function but Migrate takes a handle already bound to its caller's context and unit of
+// work (store.Conn, or the tx of store.Write), so none takes a context of its own.
 package db
 
 import (
@@ -48,7 +48,7 @@ type line struct {
 func (line) TableName() string { return "orders_lines" }
 
 // Insert stores an order and its lines.
-func Insert(ctx context.Context, tx *gorm.DB, o domain.Order) error {
+func Insert(tx *gorm.DB, o domain.Order) error {
 	err := tx.Exec(`INSERT INTO orders_orders (id, customer_id, status, total_cents, payment_id, created_at, cancelled_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.Status, o.TotalCents, o.PaymentID, o.CreatedAt, o.CancelledAt).Error
 	if err != nil {
@@ -74,7 +74,7 @@ func Insert(ctx context.Context, tx *gorm.DB, o domain.Order) error {
 }
 
 // Get loads an order with its lines.
-func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
+func Get(tx *gorm.DB, id string) (domain.Order, error) {
 	var row order
 	err := tx.Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -83,7 +83,7 @@ func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
 	if err != nil {
 		return domain.Order{}, fmt.Errorf("loading order: %w", err)
 	}
-	out, err := withLines(ctx, tx, []order{row})
+	out, err := withLines(tx, []order{row})
 	if err != nil {
 		return domain.Order{}, err
 	}
@@ -96,7 +96,7 @@ func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Order, error) {
 // the pages before it: "created_at <= ?" is the index range, and the OR only filters the
 // orders that share the cursor's creation time (written as one OR of both columns, SQLite
 // scans the customer's orders from the newest on every page).
-func ListByCustomer(ctx context.Context, tx *gorm.DB, customerID string, after *domain.Key, limit int) ([]domain.Order, error) {
+func ListByCustomer(tx *gorm.DB, customerID string, after *domain.Key, limit int) ([]domain.Order, error) {
 	q := tx.Where("customer_id = ?", customerID)
 	if after != nil {
 		q = q.Where("created_at <= ? AND (created_at < ? OR id < ?)", after.CreatedAt, after.CreatedAt, after.ID)
@@ -105,10 +105,10 @@ func ListByCustomer(ctx context.Context, tx *gorm.DB, customerID string, after *
 	if err := q.Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("listing orders: %w", err)
 	}
-	return withLines(ctx, tx, rows)
+	return withLines(tx, rows)
 }
 
-func withLines(ctx context.Context, tx *gorm.DB, rows []order) ([]domain.Order, error) {
+func withLines(tx *gorm.DB, rows []order) ([]domain.Order, error) {
 	out := make([]domain.Order, len(rows))
 	if len(rows) == 0 {
 		return out, nil
@@ -136,7 +136,7 @@ func withLines(ctx context.Context, tx *gorm.DB, rows []order) ([]domain.Order, 
 }
 
 // MarkCancelled moves a placed order to cancelled; it reports whether it did.
-func MarkCancelled(ctx context.Context, tx *gorm.DB, id string, now time.Time) (bool, error) {
+func MarkCancelled(tx *gorm.DB, id string, now time.Time) (bool, error) {
 	res := tx.Model(&order{}).Where("id = ? AND status = ?", id, domain.Placed).
 		Updates(map[string]any{"status": domain.Cancelled, "cancelled_at": now})
 	if res.Error != nil {

@@ -1,7 +1,7 @@
 // Package db is the payments module's storage.
 //
-// Every function takes the handle bound to its caller's context (store.Conn, store.InTx):
-// binding it again would copy gorm's statement for nothing.
+// Every function but Migrate takes a handle already bound to its caller's context and unit of
+// work (store.Conn, or the tx of store.Write), so none takes a context of its own.
 package db
 
 import (
@@ -44,7 +44,7 @@ func (p payment) toDomain() domain.Payment {
 }
 
 // Insert stores a payment.
-func Insert(ctx context.Context, tx *gorm.DB, p domain.Payment) error {
+func Insert(tx *gorm.DB, p domain.Payment) error {
 	err := tx.Exec(`INSERT INTO payments_payments (id, customer_id, amount_cents, reference, status, created_at, refunded_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, p.CustomerID, p.AmountCents, p.Reference, p.Status, p.CreatedAt, p.RefundedAt).Error
 	if err != nil {
@@ -54,7 +54,7 @@ func Insert(ctx context.Context, tx *gorm.DB, p domain.Payment) error {
 }
 
 // Get loads a payment.
-func Get(ctx context.Context, tx *gorm.DB, id string) (domain.Payment, error) {
+func Get(tx *gorm.DB, id string) (domain.Payment, error) {
 	var row payment
 	err := tx.Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -74,7 +74,7 @@ type balance struct {
 func (balance) TableName() string { return "payments_balances" }
 
 // Outstanding returns the total of a customer's captured, unrefunded payments.
-func Outstanding(ctx context.Context, tx *gorm.DB, customerID string) (int64, error) {
+func Outstanding(tx *gorm.DB, customerID string) (int64, error) {
 	var cents int64
 	err := tx.Raw(`SELECT outstanding_cents FROM payments_balances WHERE customer_id = ?`, customerID).Row().Scan(&cents)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -87,7 +87,7 @@ func Outstanding(ctx context.Context, tx *gorm.DB, customerID string) (int64, er
 }
 
 // AddOutstanding changes a customer's outstanding total by delta.
-func AddOutstanding(ctx context.Context, tx *gorm.DB, customerID string, delta int64) error {
+func AddOutstanding(tx *gorm.DB, customerID string, delta int64) error {
 	if delta < 0 {
 		// A refund: the row exists, since the payment it undoes was counted.
 		err := tx.Model(&balance{}).Where("customer_id = ?", customerID).
@@ -107,7 +107,7 @@ func AddOutstanding(ctx context.Context, tx *gorm.DB, customerID string, delta i
 }
 
 // MarkRefunded moves a captured payment to refunded.
-func MarkRefunded(ctx context.Context, tx *gorm.DB, id string, now time.Time) (bool, error) {
+func MarkRefunded(tx *gorm.DB, id string, now time.Time) (bool, error) {
 	res := tx.Model(&payment{}).Where("id = ? AND status = ?", id, domain.Captured).
 		Updates(map[string]any{"status": domain.Refunded, "refunded_at": now})
 	if res.Error != nil {

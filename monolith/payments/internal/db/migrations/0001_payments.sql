@@ -1,7 +1,8 @@
+-- Portable SQL (SQLite and PostgreSQL). Integers are BIGINT: PostgreSQL's INTEGER is 32-bit.
 CREATE TABLE payments_payments (
     id TEXT PRIMARY KEY,
     customer_id TEXT NOT NULL,
-    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    amount_cents BIGINT NOT NULL CHECK (amount_cents > 0),
     reference TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,

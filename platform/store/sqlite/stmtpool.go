@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -138,8 +138,17 @@ func (p *stmtPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if err != nil {
 		return nil, err
 	}
-	return &stmtTx{Tx: tx, pool: p}, nil
+	t := &stmtTx{Tx: tx, pool: p}
+	if slot, ok := ctx.Value(txSlot{}).(**stmtTx); ok {
+		*slot = t
+	}
+	return t, nil
 }
+
+// txSlot keys a **stmtTx in the context of a Begin: BeginTx puts the transaction it begins
+// there. The write queue learns so the transaction under the gorm one it began, and runs
+// its own statements (savepoints) on it directly, through gorm's public API only.
+type txSlot struct{}
 
 // close closes the cached statements.
 func (p *stmtPool) close() {

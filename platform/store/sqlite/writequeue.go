@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 
 	"gorm.io/gorm"
 )
-
-const writeLockName = "ficus:write_lock"
 
 // maxGroup bounds how many turns share one commit.
 const maxGroup = 64
@@ -20,19 +18,21 @@ const (
 	turnEnd      = "RELEASE ficus_turn"
 )
 
-// writeLock queues a SQLite database's write transactions in the process, in arrival order,
+// writeQueue queues a SQLite database's write transactions in the process, in arrival order,
 // rather than in SQLite's busy handler, which sleeps and retries and lets an unlucky writer
-// starve for seconds under load. It is a gorm plugin so it travels with the *gorm.DB, with no
-// package state.
+// starve for seconds under load.
 //
 // Turns that queue up behind each other share one transaction (group commit): each turn runs
 // in a savepoint of the open transaction, which is rolled back if the turn fails, and the
 // transaction commits when no writer is waiting any more (or after maxGroup turns). A commit
 // costs a write of every page the transaction changed, and consecutive turns mostly change
 // the same pages (the last leaf of each table), so under load the commit is shared instead
-// of paid per turn. A turn's InTx returns only once its group has committed: its caller never
+// of paid per turn. A turn's run returns only once its group has committed: its caller never
 // sees success for work that did not commit.
-type writeLock struct {
+//
+// While a turn runs, every other writer of the process waits: a turn must not wait on
+// anything slow, least of all the network (store.RefuseInTx enforces that for HTTP).
+type writeQueue struct {
 	// sem is the turn: held by the one goroutine that may use the open transaction.
 	sem chan struct{}
 	// waiting counts writers queued for the turn (not the members of a group waiting for
@@ -40,49 +40,41 @@ type writeLock struct {
 	waiting atomic.Int32
 	// open is the group whose transaction is open; only the turn's holder touches it.
 	open *group
-	// committed, if set, is called after a group that kept some work commits (see OnCommit).
-	committed atomic.Pointer[func()]
 }
 
 // group is one transaction shared by consecutive turns.
 type group struct {
-	tx    *gorm.DB
+	tx *gorm.DB
+	// conn is tx's transaction under gorm, for the turn protocol's own statements.
+	conn  *stmtTx
 	turns int
-	// kept says a turn's work stayed in the transaction (not every turn failed).
-	kept bool
-	done chan struct{} // closed once the transaction has ended
-	err  error         // why it did not commit; set before done is closed
+	done  chan struct{} // closed once the transaction has ended
+	err   error         // why it did not commit; set before done is closed
 }
 
-func newWriteLock() *writeLock { return &writeLock{sem: make(chan struct{}, 1)} }
+func newWriteQueue() *writeQueue { return &writeQueue{sem: make(chan struct{}, 1)} }
 
-func (*writeLock) Name() string                 { return writeLockName }
-func (*writeLock) Initialize(db *gorm.DB) error { return nil }
-
-// run takes a turn, runs fn in it and waits for the turn's group to commit.
-func (wl *writeLock) run(ctx context.Context, h *gorm.DB, fn func(ctx context.Context, tx *gorm.DB) error) error {
-	wl.waiting.Add(1)
+// run takes a turn, runs fn in it and waits for the turn's group to commit. A group's
+// transaction is begun from db.
+func (q *writeQueue) run(ctx context.Context, db *gorm.DB, fn func(ctx context.Context, tx *gorm.DB) error) error {
+	q.waiting.Add(1)
 	select {
-	case wl.sem <- struct{}{}:
-		wl.waiting.Add(-1)
+	case q.sem <- struct{}{}:
+		q.waiting.Add(-1)
 	case <-ctx.Done():
-		wl.waiting.Add(-1)
+		q.waiting.Add(-1)
 		// The holder may have left its group open for this writer: see that it ends.
-		go wl.flush()
-		return fmt.Errorf("waiting for the write lock: %w", ctx.Err())
+		go q.flush()
+		return fmt.Errorf("waiting for the write turn: %w", ctx.Err())
 	}
-	g := wl.open
+	g := q.open
 	if g == nil {
-		// The transaction outlives this turn, so it must not end with this turn's context.
-		tx := h.Session(&gorm.Session{Context: context.WithoutCancel(ctx)}).Begin()
-		if tx.Error != nil {
-			<-wl.sem
-			return tx.Error
+		var err error
+		if g, err = begin(ctx, db); err != nil {
+			<-q.sem
+			return err
 		}
-		// The group belongs to no module: each turn works under its own handle's.
-		tx.Statement.Settings.Delete(moduleSetting)
-		g = &group{tx: tx, done: make(chan struct{})}
-		wl.open = g
+		q.open = g
 	}
 	g.turns++
 
@@ -90,37 +82,52 @@ func (wl *writeLock) run(ctx context.Context, h *gorm.DB, fn func(ctx context.Co
 	defer func() {
 		if !finished {
 			// fn panicked: undo its work, let the group go on, and let the panic go on.
-			wl.endTurn(ctx, g, true)
-			<-wl.sem
+			q.endTurn(ctx, g, true)
+			<-q.sem
 		}
 	}()
-	err := wl.turn(ctx, g, h, fn)
+	err := q.turn(ctx, g, fn)
 	finished = true
-	wl.endTurn(ctx, g, err != nil)
-	<-wl.sem
+	q.endTurn(ctx, g, err != nil)
+	<-q.sem
 	if err != nil {
 		return err // its work is rolled back: nothing of it to wait for
 	}
-	return wl.await(g)
+	return q.await(g)
+}
+
+// begin begins a group's transaction on db.
+func begin(ctx context.Context, db *gorm.DB) (*group, error) {
+	var conn *stmtTx
+	// The transaction outlives this turn, so it must not end with this turn's context. gorm
+	// passes Begin's context on to the pool's BeginTx, which leaves the transaction it begins
+	// in the slot (gorm has no public way to reach it); if it ever stopped doing so, begin
+	// would fail, and with it every write test.
+	bctx := context.WithValue(context.WithoutCancel(ctx), txSlot{}, &conn)
+	tx := db.WithContext(bctx).Begin()
+	if tx.Error != nil {
+		return nil, fmt.Errorf("beginning a write transaction: %w", tx.Error)
+	}
+	if conn == nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("beginning a write transaction: the database is not this engine's")
+	}
+	return &group{tx: tx, conn: conn, done: make(chan struct{})}, nil
 }
 
 // turn runs fn in a savepoint of g's transaction. Once a turn has started it runs to its end
 // whatever happens to ctx: cancelling a statement of a transaction can make SQLite roll the
 // whole transaction back, and with it the work of the group's other turns.
-func (wl *writeLock) turn(ctx context.Context, g *group, h *gorm.DB, fn func(ctx context.Context, tx *gorm.DB) error) error {
+func (q *writeQueue) turn(ctx context.Context, g *group, fn func(ctx context.Context, tx *gorm.DB) error) error {
 	if err := g.exec(ctx, turnBegin); err != nil {
 		return err
 	}
-	ctx = context.WithoutCancel(ctx)
-	// The transaction under h's module (or none), as if the turn had begun it from h.
-	tx := Conn(context.WithValue(ctx, txKey{}, g.tx), h)
-	ctx = context.WithValue(ctx, txKey{}, tx)
-	return fn(ctx, tx)
+	return fn(context.WithoutCancel(ctx), g.tx)
 }
 
 // endTurn releases the turn's savepoint, rolling it back first if it failed, and commits the
 // group unless a writer is waiting to join it. It runs holding the turn.
-func (wl *writeLock) endTurn(ctx context.Context, g *group, failed bool) {
+func (q *writeQueue) endTurn(ctx context.Context, g *group, failed bool) {
 	var err error
 	if failed {
 		err = g.exec(ctx, turnRollback)
@@ -128,21 +135,18 @@ func (wl *writeLock) endTurn(ctx context.Context, g *group, failed bool) {
 	if err == nil {
 		err = g.exec(ctx, turnEnd)
 	}
-	if err == nil && !failed {
-		g.kept = true
-	}
 	switch {
 	case err != nil:
 		// The transaction is in a state nobody can vouch for: abandon the whole group.
-		wl.end(g, fmt.Errorf("ending a write turn: %w", err))
-	case wl.waiting.Load() == 0 || g.turns >= maxGroup:
-		wl.end(g, nil)
+		q.end(g, fmt.Errorf("ending a write turn: %w", err))
+	case q.waiting.Load() == 0 || g.turns >= maxGroup:
+		q.end(g, nil)
 	}
 }
 
 // end commits g's transaction (or, with cause, rolls it back) and tells its members. It runs
 // holding the turn.
-func (wl *writeLock) end(g *group, cause error) {
+func (q *writeQueue) end(g *group, cause error) {
 	if cause == nil {
 		cause = g.tx.Commit().Error
 	}
@@ -150,23 +154,20 @@ func (wl *writeLock) end(g *group, cause error) {
 		g.tx.Rollback()
 	}
 	g.err = cause
-	wl.open = nil
+	q.open = nil
 	close(g.done)
-	if fn := wl.committed.Load(); fn != nil && cause == nil && g.kept {
-		(*fn)()
-	}
 }
 
 // await waits for g to end. A member that gets the turn back before that, with the group still
 // open, commits it: the writers it left the group open for have had their turns.
-func (wl *writeLock) await(g *group) error {
+func (q *writeQueue) await(g *group) error {
 	select {
 	case <-g.done:
-	case wl.sem <- struct{}{}:
-		if wl.open == g {
-			wl.end(g, nil)
+	case q.sem <- struct{}{}:
+		if q.open == g {
+			q.end(g, nil)
 		}
-		<-wl.sem
+		<-q.sem
 		<-g.done
 	}
 	if g.err != nil {
@@ -176,16 +177,17 @@ func (wl *writeLock) await(g *group) error {
 }
 
 // flush commits the open group, if any.
-func (wl *writeLock) flush() {
-	wl.sem <- struct{}{}
-	if wl.open != nil {
-		wl.end(wl.open, nil)
+func (q *writeQueue) flush() {
+	q.sem <- struct{}{}
+	if q.open != nil {
+		q.end(q.open, nil)
 	}
-	<-wl.sem
+	<-q.sem
 }
 
-// exec runs a statement of the turn protocol on g's transaction, past gorm.
+// exec runs a statement of the turn protocol on g's transaction, past gorm: it is the
+// queue's own bookkeeping, not a statement of any module.
 func (g *group) exec(ctx context.Context, stmt string) error {
-	_, err := g.tx.Statement.ConnPool.ExecContext(context.WithoutCancel(ctx), stmt)
+	_, err := g.conn.ExecContext(context.WithoutCancel(ctx), stmt)
 	return err
 }

@@ -1,3 +1,4 @@
+-- The stored response body is binary: BLOB on SQLite, BYTEA on PostgreSQL.
 CREATE TABLE ficus_idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,

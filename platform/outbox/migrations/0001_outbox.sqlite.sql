@@ -1,3 +1,6 @@
+-- seq numbers the events in the order they were recorded. On SQLite, whose writers take
+-- turns, that is also the order their transactions commit in. AUTOINCREMENT never reuses a
+-- number, even after the newest rows are deleted.
 CREATE TABLE ficus_outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
