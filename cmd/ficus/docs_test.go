@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// leaves returns every runnable, listed command of the tree under c by its path ("ficus serve
+// facade"), with the flags -h prints for it: "-name VALUE" (or "-name" for a switch).
+func leaves(c *command, path string, out map[string][]string) {
+	if c.hidden {
+		return
+	}
+	if path == "" {
+		path = c.name
+	} else {
+		path += " " + c.name
+	}
+	if len(c.subs) > 0 {
+		for _, s := range c.subs {
+			leaves(s, path, out)
+		}
+		return
+	}
+	var flags []string
+	c.flagSet(path).VisitAll(func(f *flag.Flag) {
+		name, _ := flag.UnquoteUsage(f)
+		if name == strings.ToLower(name) {
+			name = strings.ToUpper(name)
+		}
+		s := "-" + f.Name
+		if name != "" {
+			s += " " + name
+		}
+		flags = append(flags, s)
+	})
+	slices.Sort(flags)
+	out[path] = flags
+}
+
+var (
+	tableCommand = regexp.MustCompile("^\\| `(ficus [^`]*)` \\| ([^|]*) \\|")
+	tableFlag    = regexp.MustCompile("`(-[^`]+)`")
+	// argWord is a positional argument in a documented usage: upper case (ID|SEQ) or a
+	// bracketed optional part.
+	argWord = regexp.MustCompile(`^([A-Z][A-Z|\\_-]*|\[.*)$`)
+)
+
+// TestReadmeCommandTableMatchesHelp: the README's command table lists every command that
+// `ficus -h` lists, each with exactly the flags its -h prints (names and value placeholders),
+// and nothing else.
+func TestReadmeCommandTableMatchesHelp(t *testing.T) {
+	want := map[string][]string{}
+	leaves(rootCommand(), "", want)
+
+	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	documented := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := tableCommand.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		var words []string
+		for _, w := range strings.Fields(m[1]) {
+			if argWord.MatchString(w) {
+				break
+			}
+			words = append(words, w)
+		}
+		path := strings.Join(words, " ")
+		var flags []string
+		for _, fm := range tableFlag.FindAllStringSubmatch(m[2], -1) {
+			flags = append(flags, fm[1])
+		}
+		slices.Sort(flags)
+		if _, dup := documented[path]; dup {
+			t.Errorf("README lists %q twice", path)
+		}
+		documented[path] = flags
+	}
+	if len(documented) == 0 {
+		t.Fatal("found no command table in README.md")
+	}
+	for path, flags := range want {
+		got, ok := documented[path]
+		if !ok {
+			t.Errorf("README's command table lacks %q (flags %v)", path, flags)
+			continue
+		}
+		if !slices.Equal(got, flags) {
+			t.Errorf("README documents %q with flags %v; its -h prints %v", path, got, flags)
+		}
+	}
+	for path := range documented {
+		if _, ok := want[path]; !ok {
+			t.Errorf("README's command table lists %q, which `ficus -h` does not", path)
+		}
+	}
+}
+
+// ficusMention is a ficus command line in code: `ficus WORD …` in a code span or block.
+var ficusMention = regexp.MustCompile("(?:^|[`$\\s/])ficus((?: [a-z][a-z-]*)+)")
+
+// TestDocsNameOnlyCommandsThatExist: every `ficus COMMAND …` written in code in README.md,
+// docs/ and the packages' READMEs names a command of the tree (a group or a leaf), so a page
+// cannot promise a command that does not exist.
+func TestDocsNameOnlyCommandsThatExist(t *testing.T) {
+	known := map[string]bool{}
+	var walk func(c *command, path string)
+	walk = func(c *command, path string) {
+		if path != "" {
+			path += " "
+		}
+		path += c.name
+		known[path] = true
+		for _, s := range c.subs {
+			walk(s, path)
+		}
+	}
+	walk(rootCommand(), "")
+	known["ficus help"] = true
+
+	pages, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, filepath.Join("..", "..", "README.md"))
+	more, _ := filepath.Glob(filepath.Join("..", "..", "*", "README.md"))
+	pages = append(pages, more...)
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inBlock := false
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				inBlock = !inBlock
+				continue
+			}
+			var code []string
+			if inBlock {
+				code = []string{line}
+			} else {
+				parts := strings.Split(line, "`")
+				for j := 1; j < len(parts); j += 2 {
+					code = append(code, parts[j])
+				}
+			}
+			for _, c := range code {
+				for _, m := range ficusMention.FindAllStringSubmatch(c, -1) {
+					words := strings.Fields(m[1])
+					// The longest prefix of the words that names a command must reach a
+					// leaf, or stop at a group followed by nothing more.
+					path, matched := "ficus", 0
+					for _, w := range words {
+						if !known[path+" "+w] {
+							break
+						}
+						path += " " + w
+						matched++
+					}
+					if matched == 0 {
+						t.Errorf("%s:%d: `ficus %s` names no ficus command", filepath.Base(page), i+1, words[0])
+					}
+				}
+			}
+		}
+	}
+}
