@@ -179,3 +179,83 @@ func TestDocsNameOnlyCommandsThatExist(t *testing.T) {
 		}
 	}
 }
+
+var (
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	mdHeading = regexp.MustCompile(`^#{1,6} (.+)$`)
+)
+
+// slug is GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes.
+func slug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ' || r == '-':
+			b.WriteRune('-')
+		case r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDocsLinkOnlyToTheRepository: every relative link in README.md, docs/ and the packages'
+// READMEs leads to a file the repository holds (and, with #anchor, to one of its headings),
+// and no page points outside the repository by a relative path.
+func TestDocsLinkOnlyToTheRepository(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	pages = append(pages, filepath.Join(root, "README.md"))
+	more, _ := filepath.Glob(filepath.Join(root, "*", "README.md"))
+	pages = append(pages, more...)
+	anchors := map[string]map[string]bool{}
+	anchorsOf := func(path string) map[string]bool {
+		if a, ok := anchors[path]; ok {
+			return a
+		}
+		a := map[string]bool{}
+		b, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(b), "\n") {
+			if m := mdHeading.FindStringSubmatch(line); m != nil {
+				a[slug(strings.ReplaceAll(m[1], "`", ""))] = true
+			}
+		}
+		anchors[path] = a
+		return a
+	}
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, page)
+		if strings.Contains(string(b), "../shared") {
+			t.Errorf("%s points outside the repository (../shared)", rel)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+			}
+			if r, err := filepath.Rel(root, path); err != nil || strings.HasPrefix(r, "..") {
+				t.Errorf("%s links to %s, outside the repository", rel, target)
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s links to %s, which the repository does not hold", rel, target)
+				continue
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !anchorsOf(path)[anchor] {
+				t.Errorf("%s links to %s, but %s has no heading #%s", rel, target, filepath.Base(path), anchor)
+			}
+		}
+	}
+}
