@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ficus-project/ficus/facade/resilience"
+	"github.com/ficus-project/ficus/platform/resilience"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/sony/gobreaker/v2"
 )

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ficus-project/ficus/facade/resilience"
+	"github.com/ficus-project/ficus/platform/resilience"
 )
 
 // errBodyTooLarge is what reading a body past facade.max_body_bytes fails with.

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ficus-project/ficus/facade/resilience"
+	"github.com/ficus-project/ficus/platform/resilience"
 	"github.com/ficus-project/ficus/facade/route"
 	"github.com/ficus-project/ficus/platform/problem"
 )

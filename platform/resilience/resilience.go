@@ -1,6 +1,8 @@
-// Package resilience holds the http.RoundTripper middlewares the facade puts in front of
-// every backend: Bulkhead, Health, Breaker, Retry and Timeout, chained in that order around
-// the transport. Each one is small, knows nothing of the others, and reports what it does
+// Package resilience holds the http.RoundTripper middlewares put in front of a backend:
+// Bulkhead, Health, Breaker, Retry and Timeout, chained in that order around the transport.
+// The facade chains them per backend; the monolith's remote adapters and the extracted
+// services' clients use the same policies for their own outbound calls, which is why they
+// live in platform/ rather than in the facade. Each one is small, knows nothing of the others, and reports what it does
 // through plain function hooks so metrics stay outside.
 //
 // Failures that are the client's doing (see ClientFault) are kept apart from the backend's
