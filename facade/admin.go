@@ -20,14 +20,10 @@ type RouteTable struct {
 	Routes []RouteInfo `json:"routes"`
 }
 
-// RouteInfo is one route on the admin API.
+// RouteInfo is one route on the admin API: the route as configured (its JSON fields at the
+// top level) and the live state of the backends it names.
 type RouteInfo struct {
-	Name     string         `json:"name"`
-	Match    config.Match   `json:"match"`
-	To       string         `json:"to"`
-	Fallback string         `json:"fallback,omitempty"`
-	Shadow   *config.Shadow `json:"shadow,omitempty"`
-	Canary   *config.Canary `json:"canary,omitempty"`
+	config.Route
 	// Breakers gives the breaker state of every backend the route names.
 	Breakers map[string]string `json:"breakers"`
 }
@@ -49,8 +45,8 @@ func (f *Facade) Routes() RouteTable {
 	t := f.table.Load()
 	out := RouteTable{Generation: t.generation, Routes: make([]RouteInfo, 0, len(t.routes))}
 	for _, r := range t.routes {
-		ri := RouteInfo{Name: r.Name, Match: r.Config.Match, To: r.Config.To, Fallback: r.Config.Fallback,
-			Shadow: r.Config.Shadow, Canary: r.Config.Canary, Breakers: map[string]string{}}
+		ri := RouteInfo{Route: r.Config, Breakers: map[string]string{}}
+		ri.Name = r.Name
 		for _, tg := range []*target{r.primary, r.fallback, r.shadow, r.canary} {
 			if tg != nil {
 				ri.Breakers[tg.backend.Name] = tg.backend.BreakerState()
