@@ -352,5 +352,5 @@ func TestEmittedEventsMatchTheirSchemas(t *testing.T) {
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t, TestEveryOperationAnswersAsDocumented, TestErrors, TestCreditCountsMoneyOwedAndRefundsGiveItBack,
 		TestConcurrentChargesNeverOvercharge, TestIdempotentCharges, TestEmittedEventsMatchTheirSchemas,
-		TestCustomerEventsApplyOnceInVersionOrder, TestChargeForACustomerNotYetCopied)
+		TestCustomerEventsApplyOnceInVersionOrder, TestChargeForACustomerNotYetCopied, TestFollowCustomersThroughTheBus)
 }
