@@ -137,10 +137,16 @@ func TestUpStartsTheServices(t *testing.T) {
 	ada := m[2]
 	payments := "http://" + h.addr("payments")
 	charge := `{"customer_id":"` + ada + `","amount_cents":100,"reference":"e2e"}`
-	pollUntil(t, "the payments service's customer copy catches up", 30*time.Second, func() (bool, string) {
-		status, body := httpDo("GET", payments+"/readyz/customers", "")
-		return status == 200, fmt.Sprint(status, " ", body)
+	// The four seeded customers reach the copy through the monolith's outbox, the bus and the
+	// service's inbox.
+	pollUntil(t, "the payments service's customer copy has the seeded customers", 30*time.Second, func() (bool, string) {
+		_, metrics := httpDo("GET", payments+"/metrics", "")
+		copyLines := regexp.MustCompile(`(?m)^ficus_payments_customer_copy.*$`).FindAllString(metrics, -1)
+		return strings.Contains(metrics, `ficus_payments_customer_copy_events_total{result="applied"} 4`+"\n"), strings.Join(copyLines, "; ")
 	})
+	if status, body := httpDo("GET", payments+"/readyz/customers", ""); status != 200 || !strings.Contains(body, `"caught_up"`) {
+		t.Errorf("/readyz/customers: %d %s, want 200 caught_up", status, body)
+	}
 	if status, body := httpDo("POST", payments+"/api/payments", charge); status != 201 {
 		t.Fatalf("charging a seeded customer at the payments service: %d %s", status, body)
 	}
