@@ -4,7 +4,7 @@ BIN     := bin/ficus
 PKGS    := ./...
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-postgres test-short lint bench fuzz clean
+.PHONY: all build run test test-postgres test-short lint compare bench fuzz clean
 
 all: build
 
@@ -20,10 +20,10 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## test-postgres: the storage suites (store, outbox, inbox, idempotency, shop, ficus up) on
+## test-postgres: the storage suites (store, outbox, inbox, idempotency, shop, services, ficus up) on
 ## PostgreSQL too, on a throwaway server that .ci/postgres starts (installing Debian's
 ## postgresql package when it is missing) and removes afterwards.
-PG_PKGS := ./platform/store/... ./platform/outbox/... ./platform/inbox/... ./platform/idempotency/... ./monolith/... ./cmd/ficus/...
+PG_PKGS := ./platform/store/... ./platform/outbox/... ./platform/inbox/... ./platform/idempotency/... ./monolith/... ./extracted/... ./cmd/ficus/...
 test-postgres:
 	FICUS_REQUIRE_POSTGRES=1 .ci/postgres run $(GO) test -race -count=1 -timeout 20m $(PG_PKGS)
 
@@ -34,6 +34,13 @@ test-short:
 lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+## compare: each extracted service against the monolith module it replaces, side by side on
+## fresh databases (ficus compare; docs/compare.md): a report per endpoint, exit 1 on any
+## unexpected difference. COMPARE_JSON=FILE also writes the reports as JSON.
+COMPARE_JSON ?=
+compare: build
+	./$(BIN) compare $(if $(COMPARE_JSON),-json '$(COMPARE_JSON)')
 
 ## bench: throughput and latency figures, each against a baseline in the same run: orders
 ## over HTTP against the same orders in process (per engine in BENCH_DB, e.g.

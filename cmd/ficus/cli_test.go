@@ -92,7 +92,7 @@ func TestStrayArgumentsAreRefused(t *testing.T) {
 		{[]string{"serve", "facade", "127.0.0.1:8080"}, "did you mean -listen 127.0.0.1:8080?"},
 		{[]string{"routes", "http://127.0.0.1:9900"}, "did you mean -admin http://127.0.0.1:9900?"},
 		{[]string{"bench", "orders", "http://127.0.0.1:8080"}, "did you mean -url http://127.0.0.1:8080?"},
-		{[]string{"serve"}, "ficus serve needs a component: facade | monolith | bus"},
+		{[]string{"serve"}, "ficus serve needs a component: facade | monolith | inventory | payments | bus"},
 		{[]string{"serve", "facde"}, `unknown component "facde" for ficus serve; did you mean facade?`},
 		{[]string{"serve", "-c", "x.yaml"}, "needs a component before any flag"},
 		{[]string{"events", "dlq"}, "needs a command: list | replay"},

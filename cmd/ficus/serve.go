@@ -33,15 +33,16 @@ func serveCommand() *command {
 	return &command{
 		name:    "serve",
 		args:    "COMPONENT",
-		summary: "run one component in the foreground: facade | monolith | bus",
+		summary: "run one component in the foreground: facade | monolith | inventory | payments | bus",
 		about: `Runs one component in the foreground until interrupted (SIGINT or SIGTERM), then drains
 requests in flight. ficus up runs each component this way, as its own process.
 
 A parent process may pass a component its listening socket instead of letting it bind one:
 the environment variable FICUS_LISTENERS names inherited file descriptors, as in
-FICUS_LISTENERS=facade:3,admin:4 (names: facade, admin, monolith, bus).`,
+FICUS_LISTENERS=facade:3,admin:4 (names: facade, admin, monolith, inventory, payments, bus).`,
 		examples: []string{"ficus serve monolith -seed", "ficus serve facade -listen 127.0.0.1:8080"},
-		subs:     []*command{serveFacadeCommand(), serveMonolithCommand(), serveBusCommand()},
+		subs: []*command{serveFacadeCommand(), serveMonolithCommand(), serveInventoryCommand(), servePaymentsCommand(),
+			serveBusCommand()},
 	}
 }
 

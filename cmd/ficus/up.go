@@ -35,8 +35,9 @@ func upCommand() *command {
 		name:    "up",
 		summary: "seed demo data and start every component in config.yaml, each its own process",
 		about: `Seeds demo data into an empty monolith database, starts every component config.yaml names
-(the embedded bus, the monolith, the facade), each as its own process with its log lines
-prefixed by its name, and prints where to look and a curl to try. It restarts a component
+(the embedded bus, the monolith, the extracted services under services:, the facade), each as
+its own process with its log lines prefixed by its name, and prints where to look and a curl
+to try. It restarts a component
 that dies and stops them all on Ctrl-C.
 
 It refuses to start when another ficus up uses the same data directory (it holds a lock,
@@ -133,8 +134,8 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 }
 
 // stateDirs are the directories ficus up keeps state in, each locked while it runs: the
-// monolith's SQLite database's, the embedded bus store's parent and the admin token file's.
-// With the defaults that is data/ alone.
+// monolith's and the services' SQLite databases', the embedded bus store's parent and the
+// admin token file's. With the defaults that is data/ alone.
 func stateDirs(cfg *config.Config) []string {
 	var dirs []string
 	add := func(p string) {
@@ -148,6 +149,11 @@ func stateDirs(cfg *config.Config) []string {
 	}
 	if p, ok := strings.CutPrefix(cfg.Monolith.Database, "sqlite:"); ok {
 		add(p)
+	}
+	for _, name := range services(cfg) {
+		if p, ok := strings.CutPrefix(cfg.Services[name].Database, "sqlite:"); ok {
+			add(p)
+		}
 	}
 	if cfg.Events.Bus == "embedded" {
 		add(strings.TrimRight(cfg.Events.Embedded.Store, "/"))
@@ -191,8 +197,11 @@ func bindAll(ctx context.Context, cfg *config.Config, inherited *listener.Set) (
 	if cfg.Events.Bus == "embedded" {
 		want = append(want, struct{ name, field, addr string }{"bus", "events.embedded.listen", cfg.Events.Embedded.Listen})
 	}
+	want = append(want, struct{ name, field, addr string }{"monolith", "monolith.listen", cfg.Monolith.Listen})
+	for _, name := range services(cfg) {
+		want = append(want, struct{ name, field, addr string }{name, "services." + name + ".listen", cfg.Services[name].Listen})
+	}
 	want = append(want,
-		struct{ name, field, addr string }{"monolith", "monolith.listen", cfg.Monolith.Listen},
 		struct{ name, field, addr string }{"facade", "facade.listen", cfg.Facade.Listen},
 		struct{ name, field, addr string }{"admin", "facade.admin.listen", cfg.Facade.Admin.Listen},
 	)
@@ -279,7 +288,20 @@ func (c *component) lastLines() string {
 	return strings.Join(c.tail, "\n  ")
 }
 
-// components lists what ficus up starts, in order: the bus, the monolith, the facade.
+// services lists the extracted services config.yaml configures, in the order ficus up starts
+// them.
+func services(cfg *config.Config) []string {
+	var out []string
+	for _, name := range config.Extractable {
+		if _, ok := cfg.Services[name]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// components lists what ficus up starts, in order: the bus, the monolith, the extracted
+// services, the facade (last, so that its health checks find its backends up).
 func components(cfg *config.Config, path, token string, socks sockets) []*component {
 	// The children inherit this process's environment, less the admin token (only the facade
 	// gets it) and the listeners this process took from its own parent.
@@ -299,9 +321,13 @@ func components(cfg *config.Config, path, token string, socks sockets) []*compon
 		comps = append(comps, &component{name: "bus", args: []string{"serve", "bus", "-c", path}, env: base,
 			files: files("bus"), urls: []string{"nats://" + addr("bus")}, ready: natsReady(addr("bus"))})
 	}
+	comps = append(comps, &component{name: "monolith", args: []string{"serve", "monolith", "-c", path}, env: base,
+		files: files("monolith"), urls: []string{"http://" + addr("monolith")}, ready: httpReady("http://" + addr("monolith") + "/readyz")})
+	for _, name := range services(cfg) {
+		comps = append(comps, &component{name: name, args: []string{"serve", name, "-c", path}, env: base,
+			files: files(name), urls: []string{"http://" + addr(name)}, ready: httpReady("http://" + addr(name) + "/readyz")})
+	}
 	comps = append(comps,
-		&component{name: "monolith", args: []string{"serve", "monolith", "-c", path}, env: base,
-			files: files("monolith"), urls: []string{"http://" + addr("monolith")}, ready: httpReady("http://" + addr("monolith") + "/readyz")},
 		&component{name: "facade", args: []string{"serve", "facade", "-c", path},
 			env:   append(slices.Clone(base), cfg.Facade.Admin.TokenEnv+"="+token),
 			files: files("facade", "admin"), urls: []string{"http://" + addr("facade"), "http://" + addr("admin")},
@@ -517,6 +543,8 @@ func printBanner(w io.Writer, b banner) {
 			fmt.Fprintf(w, "    bus         %-28s embedded NATS JetStream, store %s\n", c.urls[0], cfg.Resolve(cfg.Events.Embedded.Store))
 		case "monolith":
 			fmt.Fprintf(w, "    monolith    %-28s database %s\n", c.urls[0], config.Redact(cfg.Monolith.Database))
+		case "inventory", "payments":
+			fmt.Fprintf(w, "    %-11s %-28s extracted service, database %s\n", c.name, c.urls[0], config.Redact(cfg.Services[c.name].Database))
 		case "facade":
 			facadeURL, adminURL = c.urls[0], c.urls[1]
 			fmt.Fprintf(w, "    facade      %-28s every request goes through here\n", facadeURL)
@@ -525,6 +553,9 @@ func printBanner(w io.Writer, b banner) {
 	}
 	if cfg.Events.Bus != "embedded" {
 		fmt.Fprintf(w, "    events      %s (external NATS, not started here)\n", config.Redact(cfg.Events.Bus))
+	}
+	if len(services(cfg)) > 0 {
+		fmt.Fprintf(w, "  Routes send every path to the monolith until %s moves a capability on (its #1 and #2 lines).\n", cfg.Path)
 	}
 	tokenShown := b.token
 	if strings.HasPrefix(b.tokenSource, "$") {

@@ -149,6 +149,8 @@ func (p *parser) validate(c *Config) {
 		p.validateDatabase(f+".database", s.Database)
 	}
 
+	p.validateServices(c)
+
 	if c.Events.Bus != "embedded" {
 		for _, raw := range strings.Split(c.Events.Bus, ",") {
 			u, err := url.Parse(strings.TrimSpace(raw))

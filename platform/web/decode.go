@@ -33,7 +33,7 @@ const MaxDepth = 32
 func Bind(c echo.Context, v any) error {
 	r := c.Request()
 	ct := r.Header.Get(echo.HeaderContentType)
-	if !isJSON(ct) {
+	if !IsJSON(ct) {
 		return problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			fmt.Sprintf("want Content-Type application/json (optionally with charset=utf-8), got %q", ct))
 	}
@@ -44,10 +44,10 @@ func Bind(c echo.Context, v any) error {
 	return Decode(body, v)
 }
 
-// isJSON reports whether ct is application/json, with no parameter but charset=utf-8.
-// Suffixes such as application/problem+json are refused: a request is not a problem
+// IsJSON reports whether ct is application/json, with no parameter but charset=utf-8: the
+// only request content type Bind accepts. Suffixes such as application/problem+json are refused: a request is not a problem
 // document, and accepting every +json type would make the contract say less than it does.
-func isJSON(ct string) bool {
+func IsJSON(ct string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return false
