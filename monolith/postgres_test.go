@@ -12,6 +12,6 @@ func TestPostgres(t *testing.T) {
 	storetest.Postgres(t,
 		TestPlaceOrderHappyPath, TestErrors, TestFailedOrderLeavesNoTrace, TestConcurrentOrdersNeverOversell,
 		TestModuleHandlesRefuseOtherModulesTables, TestIdempotentOrdersAndPayments,
-		TestEmittedEventsMatchTheirSchemas,
+		TestEmittedEventsMatchTheirSchemas, TestConcurrentChargesNeverOvercharge,
 	)
 }

@@ -89,19 +89,19 @@ func (s *Service) Charge(ctx context.Context, ch Charge) (Payment, error) {
 		if err != nil {
 			return err
 		}
-		outstanding, err := db.Outstanding(tx, ch.CustomerID)
+		if err := domain.Screen(payer); err != nil {
+			return err
+		}
+		taken, err := db.TakeCredit(tx, ch.CustomerID, *ch.AmountCents, payer.CreditLimitCents)
 		if err != nil {
 			return err
 		}
-		if err := domain.Authorize(payer, *ch.AmountCents, outstanding); err != nil {
-			return err
+		if !taken {
+			return domain.ErrCreditLimit
 		}
 		p := Payment{ID: id.String(), CustomerID: ch.CustomerID, AmountCents: *ch.AmountCents,
 			Reference: strings.TrimSpace(ch.Reference), Status: Captured, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 		if err := db.Insert(tx, p); err != nil {
-			return err
-		}
-		if err := db.AddOutstanding(tx, p.CustomerID, p.AmountCents); err != nil {
 			return err
 		}
 		out = p
@@ -136,7 +136,7 @@ func (s *Service) Refund(ctx context.Context, id string) (Payment, error) {
 		if !changed {
 			return nil
 		}
-		if err := db.AddOutstanding(tx, p.CustomerID, -p.AmountCents); err != nil {
+		if err := db.GiveCredit(tx, p.CustomerID, p.AmountCents); err != nil {
 			return err
 		}
 		return outbox.Record(ctx, tx, Source, contract.TypePaymentRefunded, p.ID, contract.PaymentRefunded{

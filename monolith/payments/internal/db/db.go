@@ -6,7 +6,6 @@ package db
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -73,35 +72,33 @@ type balance struct {
 
 func (balance) TableName() string { return "payments_balances" }
 
-// Outstanding returns the total of a customer's captured, unrefunded payments.
-func Outstanding(tx *gorm.DB, customerID string) (int64, error) {
-	var cents int64
-	err := tx.Raw(`SELECT outstanding_cents FROM payments_balances WHERE customer_id = ?`, customerID).Row().Scan(&cents)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+// TakeCredit adds amount to a customer's outstanding total if that keeps it within limit,
+// and reports whether it did. The check and the change are one statement: on PostgreSQL the
+// upsert locks the balance row and re-checks the condition on its latest version, on SQLite
+// it runs in the single writer's turn, so concurrent charges can never together take more
+// than the limit.
+func TakeCredit(tx *gorm.DB, customerID string, amount, limit int64) (bool, error) {
+	if amount <= 0 || amount > limit {
+		return false, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("loading balance: %w", err)
+	// limit - amount cannot overflow: both are within 0..contract.MaxCents.
+	res := tx.Exec(`INSERT INTO payments_balances (customer_id, outstanding_cents) VALUES (?, ?)
+		ON CONFLICT (customer_id) DO UPDATE SET outstanding_cents = payments_balances.outstanding_cents + excluded.outstanding_cents
+		WHERE payments_balances.outstanding_cents <= ?`,
+		customerID, amount, limit-amount)
+	if res.Error != nil {
+		return false, fmt.Errorf("taking credit: %w", res.Error)
 	}
-	return cents, nil
+	return res.RowsAffected == 1, nil
 }
 
-// AddOutstanding changes a customer's outstanding total by delta.
-func AddOutstanding(tx *gorm.DB, customerID string, delta int64) error {
-	if delta < 0 {
-		// A refund: the row exists, since the payment it undoes was counted.
-		err := tx.Model(&balance{}).Where("customer_id = ?", customerID).
-			Update("outstanding_cents", gorm.Expr("outstanding_cents + ?", delta)).Error
-		if err != nil {
-			return fmt.Errorf("updating balance: %w", err)
-		}
-		return nil
-	}
-	err := tx.Exec(`INSERT INTO payments_balances (customer_id, outstanding_cents) VALUES (?, ?)
-		ON CONFLICT (customer_id) DO UPDATE SET outstanding_cents = payments_balances.outstanding_cents + excluded.outstanding_cents`,
-		customerID, delta).Error
+// GiveCredit takes amount off a customer's outstanding total: a refund. The row exists, since
+// the payment it undoes was counted.
+func GiveCredit(tx *gorm.DB, customerID string, amount int64) error {
+	err := tx.Model(&balance{}).Where("customer_id = ?", customerID).
+		Update("outstanding_cents", gorm.Expr("outstanding_cents - ?", amount)).Error
 	if err != nil {
-		return fmt.Errorf("updating balance: %w", err)
+		return fmt.Errorf("giving credit back: %w", err)
 	}
 	return nil
 }

@@ -72,18 +72,21 @@ const (
 	OutageDomain  = "@outage.test"
 )
 
-// Authorize applies the gateway's rules to a charge of amount for payer, who has already
-// spent outstanding cents of their credit. The credit check cannot overflow: it compares
-// the charge with what is left, and what is left is never negative (a limit lowered below
-// what is owed leaves nothing).
-func Authorize(p Payer, amount, outstanding int64) error {
+// Screen applies the gateway's rules that depend on who pays, not on how much: a card that
+// is always declined, a gateway outage. The credit rule (a charge may not take a customer's
+// captured, unrefunded payments past their credit limit) is checked by the database in the
+// same statement that takes the credit (db.TakeCredit), so two charges at once cannot both
+// pass it.
+func Screen(p Payer) error {
 	switch {
 	case strings.HasSuffix(p.Email, DeclineDomain):
 		return fault.Wrapf(ErrDeclined, "card declined")
 	case strings.HasSuffix(p.Email, OutageDomain):
 		return ErrGatewayUnavailable
-	case amount <= 0 || outstanding < 0 || outstanding >= p.CreditLimitCents || amount > p.CreditLimitCents-outstanding:
-		return fault.Wrapf(ErrDeclined, "credit limit exceeded")
 	}
 	return nil
 }
+
+// ErrCreditLimit is a charge refused because it would take the customer past their credit
+// limit.
+var ErrCreditLimit = fault.Wrapf(ErrDeclined, "credit limit exceeded")
