@@ -13,8 +13,8 @@ import (
 )
 
 // Position is where the events stream stands: the sequence numbers of the oldest and of the
-// newest event it holds. An empty stream has First == Last+1 (JetStream's own convention), so
-// "every event after Last" is always "from First on" once the stream holds anything again.
+// newest event it holds. A stream that never held an event stands at 0, 0; one that has
+// dropped everything it held (its limits) at Last+1, Last.
 type Position struct {
 	First, Last uint64
 }
@@ -102,7 +102,8 @@ func (o *ReadOptions) setDefaults() {
 // without an event it calls fn with an empty batch. fn must not keep batch: Read reuses it.
 //
 // Unlike Consume, Read acknowledges nothing and leaves nothing on the server (an ordered,
-// ephemeral consumer): the caller keeps its own position, typically in the same transaction
+// ephemeral consumer, deleted when Read returns, or by the server a minute after a reader
+// died): the caller keeps its own position, typically in the same transaction
 // as the effect of the events, and passes it as after when it starts again. It is for
 // readers that replay from a position of their own, such as ficus migrate's sync. Events
 // the stream no longer holds (older than its limits) are not delivered: compare after with
@@ -124,10 +125,20 @@ func (b *Bus) Read(ctx context.Context, after uint64, opts ReadOptions, fn func(
 		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
+		// A reader killed before it could delete its consumer leaves it for this long.
+		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
 		return fmt.Errorf("reading events after %d: %w", after, err)
 	}
+	defer func() {
+		// The server would drop the consumer after InactiveThreshold; do it now.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = b.js.DeleteConsumer(dctx, EventsStream, info.Name)
+			cancel()
+		}
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(opts.BatchSize))
 	if err != nil {
 		return fmt.Errorf("reading events after %d: %w", after, err)
