@@ -144,7 +144,7 @@ func (f *migrateFlags) open(ctx context.Context, e env, spec migrate.Spec, progr
 	}
 	m, err := migrate.New(spec, dir, mono, svc, migrate.Options{
 		Batch: f.batch, Progress: progress,
-		Logger: newLogger(e.stderr, e.getenv).With("component", "migrate", "capability", spec.Capability),
+		Logger: newLogger(e.stderr, e.getenv).With("component", "migrate"),
 	})
 	if err != nil {
 		closeAll()
@@ -161,7 +161,7 @@ func dsnOf(flagValue, configValue string, cfg *config.Config, field string) (dsn
 	resolve := func(p string) (string, error) { return filepath.Abs(p) }
 	if dsn == "" {
 		dsn = configValue
-		resolve = func(p string) (string, error) { return cfg.Resolve(p), nil }
+		resolve = func(p string) (string, error) { return filepath.Abs(cfg.Resolve(p)) }
 	}
 	if dsn == "" {
 		return "", "", fmt.Errorf("no database for %s", field)
@@ -249,13 +249,13 @@ The target's schema must exist: start the service (or, with -reverse, the monoli
 
 // writeBackfill prints a backfill's summary.
 func writeBackfill(w io.Writer, capability string, res migrate.BackfillResult) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, t := range res.Tables {
 		note := ""
 		if t.Already {
-			note = "(copied by an earlier run)"
+			note = "  (by an earlier run)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s rows copied\t%s\t\n", t.Table, grouped(t.Total), note)
+		fmt.Fprintf(tw, "  %s\t%s rows copied%s\n", t.Table, grouped(t.Total), note)
 	}
 	_ = tw.Flush()
 	switch {

@@ -149,7 +149,7 @@ func (m *Migration) begin(ctx context.Context, stream Stream) (run, error) {
 		return run{}, fmt.Errorf("%w: another process began a backfill of %s (%s) at the same moment", ErrBusy, m.spec.Capability, m.dir)
 	}
 	m.holder = m.opts.Holder
-	m.log.Info("backfill begins", "capability", m.spec.Capability, "direction", m.dir, "sync_from", pos.Last)
+	m.log.Debug("backfill begins", "capability", m.spec.Capability, "direction", m.dir, "sync_from", pos.Last)
 	return run{Source: m.from.Identity, SyncFrom: pos.Last, SyncedTo: pos.Last, BackfillStart: now, found: true}, nil
 }
 

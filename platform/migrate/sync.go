@@ -112,7 +112,7 @@ func (m *Migration) Sync(ctx context.Context, events Events, opts SyncOptions) (
 	}
 	res.From, res.To = r.SyncedTo, r.SyncedTo
 	s := &syncer{m: m, opts: opts, res: &res, applied: r.EventsApplied, lastPass: time.Now()}
-	m.log.Info("sync begins", "capability", m.spec.Capability, "direction", m.dir, "after", r.SyncedTo, "source", m.source())
+	m.log.Debug("sync begins", "capability", m.spec.Capability, "direction", m.dir, "after", r.SyncedTo, "source", m.source())
 	err = events.Read(ctx, r.SyncedTo, bus.ReadOptions{Types: m.spec.types(), BatchSize: m.opts.Batch, Idle: opts.Idle},
 		func(ctx context.Context, batch []bus.Stored) error {
 			if len(batch) == 0 {
