@@ -181,15 +181,21 @@ func dsnOf(flagValue, configValue string, cfg *config.Config, field string) (dsn
 	return dsn, id, nil
 }
 
-// connectBus connects to the config's bus within the flags' timeout.
-func (f *migrateFlags) connectBus(ctx context.Context, cfg *config.Config) (*bus.Bus, error) {
+// openWithBus is open, and a connection to the config's bus within the flags' timeout; the
+// function it returns closes all three.
+func (f *migrateFlags) openWithBus(ctx context.Context, e env, spec migrate.Spec, progress func(migrate.Progress)) (*migrate.Migration, *bus.Bus, func(), error) {
+	m, cfg, closeDBs, err := f.open(ctx, e, spec, progress)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	b, err := bus.Connect(cctx, cfg.Events, bus.Options{Name: "ficus-migrate"})
 	if err != nil {
-		return nil, fmt.Errorf("%w (is the bus running? try ficus up or ficus serve bus)", err)
+		closeDBs()
+		return nil, nil, nil, fmt.Errorf("%w (is the bus running? try ficus up or ficus serve bus)", err)
 	}
-	return b, nil
+	return m, b, func() { b.Close(); closeDBs() }, nil
 }
 
 // direction describes m's direction for the person reading the output.
@@ -222,16 +228,11 @@ The target's schema must exist: start the service (or, with -reverse, the monoli
 		},
 		run: func(ctx context.Context, e env, _ []string) error {
 			pr := newProgress(e.stdout)
-			m, cfg, closeDBs, err := f.open(ctx, e, spec, pr.update)
+			m, b, closeAll, err := f.openWithBus(ctx, e, spec, pr.update)
 			if err != nil {
 				return err
 			}
-			defer closeDBs()
-			b, err := f.connectBus(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
+			defer closeAll()
 			fmt.Fprintf(e.stdout, "backfill %s: %s, batches of %d\n", spec.Capability, direction(m), f.batch)
 			res, err := m.Backfill(ctx, b, migrate.BackfillOptions{Restart: restart})
 			pr.finish()
@@ -300,16 +301,11 @@ is kept in the target database, so a sync stopped or killed resumes where it sto
 				return usageError{"ficus migrate " + spec.Capability + " sync", "-deadline must not be negative and -reconcile must be positive"}
 			}
 			pr := newSyncProgress(e.stdout)
-			m, cfg, closeDBs, err := f.open(ctx, e, spec, pr.update)
+			m, b, closeAll, err := f.openWithBus(ctx, e, spec, pr.update)
 			if err != nil {
 				return err
 			}
-			defer closeDBs()
-			b, err := f.connectBus(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
+			defer closeAll()
 			fmt.Fprintf(e.stdout, "sync %s: %s\n", spec.Capability, direction(m))
 			runCtx := ctx
 			if opts.UntilCaughtUp && deadline > 0 {

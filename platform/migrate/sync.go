@@ -111,7 +111,7 @@ func (m *Migration) Sync(ctx context.Context, events Events, opts SyncOptions) (
 			ErrEventsGone, r.SyncedTo, pos.Last)
 	}
 	res.From, res.To = r.SyncedTo, r.SyncedTo
-	s := &syncer{m: m, opts: opts, res: &res, applied: r.EventsApplied, lastPass: time.Now()}
+	s := &syncer{m: m, opts: opts, res: &res, applied: r.EventsApplied, lastPass: time.Now(), renewed: time.Now()}
 	m.log.Debug("sync begins", "capability", m.spec.Capability, "direction", m.dir, "after", r.SyncedTo, "source", m.source())
 	err = events.Read(ctx, r.SyncedTo, bus.ReadOptions{Types: m.spec.types(), BatchSize: m.opts.Batch, Idle: opts.Idle},
 		func(ctx context.Context, batch []bus.Stored) error {
@@ -138,6 +138,8 @@ type syncer struct {
 	res      *SyncResult
 	applied  int64
 	lastPass time.Time
+	// renewed is when the claim was last renewed.
+	renewed time.Time
 	// waiting is the last "not caught up yet" reason logged, so it is logged once.
 	waiting string
 }
@@ -226,7 +228,7 @@ func (s *syncer) apply(ctx context.Context, batch []bus.Stored) error {
 	if err != nil {
 		return fmt.Errorf("applying events up to stream sequence %d: %w", last, err)
 	}
-	s.applied = applied
+	s.applied, s.renewed = applied, time.Now()
 	s.res.To = last
 	lag := time.Duration(0)
 	if !newest.IsZero() {
@@ -267,8 +269,13 @@ func recompute(tx *gorm.DB, ru Rollup, groups []any) error {
 // due, and with UntilCaughtUp ends the sync once it has caught up.
 func (s *syncer) idle(ctx context.Context, events Events) error {
 	m := s.m
-	if err := store.Write(ctx, m.to.DB, func(ctx context.Context, tx *gorm.DB) error { return m.renew(tx, "") }); err != nil {
-		return err
+	// Batches renew the claim as they commit; an idle sync renews it a third of the way
+	// through, not on every idle call.
+	if time.Since(s.renewed) >= m.opts.LeaseTTL/3 {
+		if err := store.Write(ctx, m.to.DB, func(ctx context.Context, tx *gorm.DB) error { return m.renew(tx, "") }); err != nil {
+			return err
+		}
+		s.renewed = time.Now()
 	}
 	if s.opts.UntilCaughtUp {
 		caught, why, err := s.caughtUp(ctx, events)
