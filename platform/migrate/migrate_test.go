@@ -71,6 +71,22 @@ func TestBackfillCopiesEveryTable(t *testing.T) {
 	if !again.AlreadyDone || again.Rows != 0 {
 		t.Errorf("a second backfill copied %d rows (done %v); it should have had nothing to do", again.Rows, again.AlreadyDone)
 	}
+
+	st, err := ReadStatus(testCtx(t), p.svc.DB)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("ReadStatus of the target: %+v, %v; want one migration", st, err)
+	}
+	s := st[0]
+	if s.Capability != "inventory" || s.Direction != Forward || s.Source != p.mono.Identity || s.BackfillDone == nil ||
+		s.Holder != "" || s.Verify == nil || s.Verify.Differences != 0 || s.Verify.Rows != 1239 {
+		t.Errorf("status: %+v (verify %+v), want a finished forward backfill, released, verified clean over 1239 rows", s, s.Verify)
+	}
+	if len(s.Tables) != 3 || s.Tables[0].Table != "inventory_items" || s.Tables[0].Copied != 1234 || !s.Tables[2].Done {
+		t.Errorf("status tables: %+v, want the three in copy order, all done", s.Tables)
+	}
+	if st, err := ReadStatus(testCtx(t), p.mono.DB); err != nil || len(st) != 0 {
+		t.Errorf("ReadStatus of a database no migration wrote to: %+v, %v; want none", st, err)
+	}
 }
 
 // TestBackfillResumesAfterTheLastCommittedBatch interrupts a backfill in the middle (its
