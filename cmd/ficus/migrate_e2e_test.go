@@ -18,6 +18,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/monolith"
+	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/monolith/inventory"
 	"github.com/ficus-project/ficus/monolith/payments"
 	"github.com/ficus-project/ficus/platform/bus"
@@ -492,5 +493,47 @@ func TestMigrateRefusesWhatItCannotDo(t *testing.T) {
 	status, out = f.ficus(t, "inventory", "sync", "-monolith", "sqlite:"+other, "-until-caught-up")
 	if status != 1 || !strings.Contains(out, "checkpoint from another source") || !strings.Contains(out, "copied from ") {
 		t.Errorf("a sync from another monolith database: exit %d\n%s", status, out)
+	}
+}
+
+// TestMigratePaymentsFollowsChargesAndRefunds: the payments module's charges and refunds,
+// made after the backfill, reach the service through sync, balances included.
+func TestMigratePaymentsFollowsChargesAndRefunds(t *testing.T) {
+	f := newMigrateFixture(t)
+	f.relay(t, f.mono.DB, "monolith")
+	ctx := context.Background()
+	limit := int64(1_000_000)
+	c, err := f.mono.Customers.Create(ctx, customers.NewCustomer{Name: "Ada", Email: "ada@example.com", CreditLimitCents: &limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := func(cents int64) payments.Payment {
+		t.Helper()
+		p, err := f.mono.Payments.Charge(ctx, payments.Charge{CustomerID: c.ID, AmountCents: &cents, Reference: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := charge(1000)
+	f.mustMigrate(t, "payments", "backfill")
+	charge(250)
+	second := charge(99)
+	if _, err := f.mono.Payments.Refund(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.mono.Payments.Refund(ctx, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	out := f.mustMigrate(t, "payments", "sync", "-until-caught-up", "-deadline", "30s")
+	if !strings.Contains(out, "4 applied") {
+		t.Errorf("sync should have applied 2 captures and 2 refunds:\n%s", out)
+	}
+	var outstanding int64
+	if err := f.svc.Raw("SELECT outstanding_cents FROM payments_balances WHERE customer_id = ?", c.ID).Row().Scan(&outstanding); err != nil || outstanding != 250 {
+		t.Errorf("the service's balance: %d (%v), want 250", outstanding, err)
+	}
+	if out := f.mustMigrate(t, "payments", "verify"); !strings.Contains(out, "verify payments: clean: 4 rows in 2 tables match") {
+		t.Errorf("verify:\n%s", out)
 	}
 }
