@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/store/storetest"
 )
@@ -409,4 +410,33 @@ func TestReverseCopiesTheServicesWritesBack(t *testing.T) {
 	if rep.From.Name != "service" || rep.Tables[0].SourceRows != 105 {
 		t.Errorf("reverse verify compared from %s, %d items; want from the service, 105 items", rep.From.Name, rep.Tables[0].SourceRows)
 	}
+}
+
+// shiftedStream is a bus whose stream stands where the test says.
+type shiftedStream struct {
+	*testBus
+	pos bus.Position
+}
+
+func (s shiftedStream) Position(context.Context) (bus.Position, error) { return s.pos, nil }
+
+// TestSyncRefusesAGapInTheStream: when the stream no longer holds the events after the
+// checkpoint (they passed its retention), or ends before it (its store was replaced), sync
+// refuses rather than miss changes.
+func TestSyncRefusesAGapInTheStream(t *testing.T) {
+	p := newPair(t, Inventory())
+	b := newBus(t)
+	seedItems(t, p.mono.DB, 0, 5)
+	changeStock(t, b, p.mono.DB, p.spec.MonolithSource, sku(1), 7)
+	backfill(t, p.migration(t, Forward, Options{}), b) // sync starts after sequence 1
+	m := p.migration(t, Forward, Options{})
+	_, err := m.Sync(testCtx(t), shiftedStream{b, bus.Position{First: 5, Last: 9}}, SyncOptions{UntilCaughtUp: true})
+	if !errors.Is(err, ErrEventsGone) || !strings.Contains(err.Error(), "after sequence 1, but the stream now begins at 5") {
+		t.Errorf("sync with events 2–4 gone: %v, want ErrEventsGone saying so", err)
+	}
+	_, err = m.Sync(testCtx(t), shiftedStream{b, bus.Position{}}, SyncOptions{UntilCaughtUp: true})
+	if !errors.Is(err, ErrEventsGone) || !strings.Contains(err.Error(), "store replaced") {
+		t.Errorf("sync against an emptied stream: %v, want ErrEventsGone", err)
+	}
+	syncUp(t, m, b) // the real stream holds everything: the claim was released each time
 }
