@@ -45,12 +45,14 @@ compare: build
 ## bench: throughput and latency figures, each against a baseline in the same run: orders
 ## over HTTP against the same orders in process (per engine in BENCH_DB, e.g.
 ## BENCH_DB=sqlite,postgres://…), events end to end against the pipeline's drain rate, the
-## facade against direct calls, a stock reverse proxy and nginx.
+## facade against direct calls, a stock reverse proxy and nginx, ficus migrate's backfill and
+## verify against the monolith's own read of the same rows.
 BENCH_DB ?= sqlite
 bench: build
 	./$(BIN) bench orders -n 5000 -clients 16 -db '$(BENCH_DB)'
 	./$(BIN) bench events
 	./$(BIN) bench facade
+	./$(BIN) bench migrate
 
 ## fuzz: a short run (FUZZTIME each) of every fuzz target in the module, found by go test -list.
 FUZZTIME ?= 30s

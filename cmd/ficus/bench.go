@@ -27,7 +27,7 @@ pipeline's own drain rate, and the facade against direct calls, a stock reverse 
 nginx. docs/bench.md explains the method and the figures.`,
 		examples: []string{"ficus bench orders", "ficus bench events -n 20000", "ficus bench facade -duration 10s"},
 		subs: []*command{
-			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(),
+			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(), benchMigrateCommand(),
 			benchBackendCommand(), benchStockProxyCommand(),
 		},
 	}

@@ -231,7 +231,7 @@ func (c *command) writeHelp(w io.Writer, path string, fs *flag.FlagSet) error {
 	if len(c.subs) > 0 {
 		title := "Commands"
 		if c.args != "" {
-			title = upperFirst(strings.ToLower(c.args)) + "s"
+			title = plural(upperFirst(strings.ToLower(c.args)))
 		}
 		fmt.Fprintf(w, "\n%s:\n", title)
 		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
@@ -336,6 +336,14 @@ func hint(fs *flag.FlagSet, arg string) string {
 func isHostPort(s string) bool {
 	_, port, err := net.SplitHostPort(s)
 	return err == nil && port != ""
+}
+
+// plural is the plural of an English noun, as the titles of subcommand lists need it.
+func plural(s string) string {
+	if t, ok := strings.CutSuffix(s, "y"); ok {
+		return t + "ies"
+	}
+	return s + "s"
 }
 
 func upperFirst(s string) string {

@@ -49,6 +49,7 @@ One binary runs every component and the tools to operate them.`,
 			routesCommand(),
 			eventsCommand(),
 			benchCommand(),
+			migrateCommand(),
 		},
 	}
 }
