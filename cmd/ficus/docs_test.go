@@ -71,23 +71,17 @@ func TestReadmeCommandTableMatchesHelp(t *testing.T) {
 		if m == nil {
 			continue
 		}
-		var words []string
-		for _, w := range strings.Fields(m[1]) {
-			if argWord.MatchString(w) {
-				break
-			}
-			words = append(words, w)
-		}
-		path := strings.Join(words, " ")
 		var flags []string
 		for _, fm := range tableFlag.FindAllStringSubmatch(m[2], -1) {
 			flags = append(flags, fm[1])
 		}
 		slices.Sort(flags)
-		if _, dup := documented[path]; dup {
-			t.Errorf("README lists %q twice", path)
+		for _, path := range expand(rootCommand(), strings.Fields(m[1])[1:], "ficus") {
+			if _, dup := documented[path]; dup {
+				t.Errorf("README lists %q twice", path)
+			}
+			documented[path] = flags
 		}
-		documented[path] = flags
 	}
 	if len(documented) == 0 {
 		t.Fatal("found no command table in README.md")
@@ -107,6 +101,29 @@ func TestReadmeCommandTableMatchesHelp(t *testing.T) {
 			t.Errorf("README's command table lists %q, which `ficus -h` does not", path)
 		}
 	}
+}
+
+// expand turns the words of a documented command line after "ficus" into the command paths
+// it stands for: a placeholder that names a group's argument ("CAPABILITY" in `ficus migrate
+// CAPABILITY backfill`) stands for each of the group's subcommands; any other placeholder or
+// option ends the path.
+func expand(c *command, words []string, path string) []string {
+	if len(words) == 0 || argWord.MatchString(words[0]) && (len(c.subs) == 0 || words[0] != c.args) {
+		return []string{path}
+	}
+	if words[0] == c.args && len(c.subs) > 0 {
+		var out []string
+		for _, s := range c.subs {
+			if !s.hidden {
+				out = append(out, expand(s, words[1:], path+" "+s.name)...)
+			}
+		}
+		return out
+	}
+	if s := c.find(words[0]); s != nil {
+		return expand(s, words[1:], path+" "+s.name)
+	}
+	return []string{path + " " + strings.Join(words, " ")}
 }
 
 // ficusMention is a ficus command line in code: `ficus WORD …` in a code span or block.

@@ -17,6 +17,8 @@ import (
 
 	"gorm.io/gorm"
 
+	inventorysvc "github.com/ficus-project/ficus/extracted/inventory"
+	paymentssvc "github.com/ficus-project/ficus/extracted/payments"
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/monolith/inventory"
@@ -42,7 +44,8 @@ func TestMigratePostgres(t *testing.T) {
 type migrateFixture struct {
 	dir, cfgPath string
 	mono         *monolith.Monolith
-	svc          *gorm.DB
+	svc          *gorm.DB // the inventory service's database
+	pay          *gorm.DB // the payments service's database
 	bus          *bus.Bus
 	events       config.Events
 }
@@ -64,16 +67,16 @@ func newMigrateFixture(t *testing.T) *migrateFixture {
 	}
 	t.Cleanup(func() { stopBus(); <-done })
 
-	monoDSN, svcDSN := storetest.DSN(t), storetest.DSN(t)
+	monoDSN, svcDSN, payDSN := storetest.DSN(t), storetest.DSN(t), storetest.DSN(t)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfgText := fmt.Sprintf(`backends: { monolith: { url: http://127.0.0.1:1 } }
 routes: [{ match: { path: / }, to: monolith }]
 monolith: { database: '%s' }
 services:
-  inventory: { listen: 127.0.0.1:1, database: '%s' }
-  payments: { listen: 127.0.0.1:2, database: '%s' }
+  inventory: { listen: 127.0.0.1:2, database: '%s' }
+  payments: { listen: 127.0.0.1:3, database: '%s' }
 events: { bus: embedded, embedded: { listen: %s, store: nats } }
-`, monoDSN, svcDSN, svcDSN, events.Embedded.Listen)
+`, monoDSN, svcDSN, payDSN, events.Embedded.Listen)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -86,14 +89,19 @@ events: { bus: embedded, embedded: { listen: %s, store: nats } }
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mono.Close() })
-	svc, err := store.Open(ctx, svcDSN, store.Options{})
-	if err != nil {
-		t.Fatal(err)
+	open := func(dsn string, schema func(context.Context, *gorm.DB) error) *gorm.DB {
+		db, err := store.Open(ctx, dsn, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close(db) })
+		if err := schema(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		return db
 	}
-	t.Cleanup(func() { store.Close(svc) })
-	if err := serviceSchema(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	svc := open(svcDSN, inventorySchema)
+	pay := open(payDSN, paymentsSchema)
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	b, err := bus.Connect(cctx, events, bus.Options{})
@@ -101,14 +109,21 @@ events: { bus: embedded, embedded: { listen: %s, store: nats } }
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return &migrateFixture{dir: dir, cfgPath: cfgPath, mono: mono, svc: svc, bus: b, events: events}
+	return &migrateFixture{dir: dir, cfgPath: cfgPath, mono: mono, svc: svc, pay: pay, bus: b, events: events}
 }
 
-// serviceSchema creates the extracted services' tables in db. Until the services exist it
-// applies the monolith modules' migrations, which create the same tables with the same
-// columns; then it becomes the services' own Migrate.
-func serviceSchema(ctx context.Context, db *gorm.DB) error {
-	for _, migrate := range []func(context.Context, *gorm.DB) error{outbox.Migrate, inventory.Migrate, payments.Migrate} {
+// inventorySchema and paymentsSchema create the extracted services' tables in db, with the
+// services' own migrations (the outbox and the service's tables), as `ficus serve` does.
+func inventorySchema(ctx context.Context, db *gorm.DB) error {
+	return migrateAll(ctx, db, outbox.Migrate, inventorysvc.Migrate)
+}
+
+func paymentsSchema(ctx context.Context, db *gorm.DB) error {
+	return migrateAll(ctx, db, outbox.Migrate, paymentssvc.Migrate)
+}
+
+func migrateAll(ctx context.Context, db *gorm.DB, migrations ...func(context.Context, *gorm.DB) error) error {
+	for _, migrate := range migrations {
 		if err := migrate(ctx, db); err != nil {
 			return err
 		}
@@ -486,7 +501,7 @@ func TestMigrateRefusesWhatItCannotDo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := serviceSchema(context.Background(), db); err != nil {
+	if err := inventorySchema(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	store.Close(db)
@@ -530,7 +545,7 @@ func TestMigratePaymentsFollowsChargesAndRefunds(t *testing.T) {
 		t.Errorf("sync should have applied 2 captures and 2 refunds:\n%s", out)
 	}
 	var outstanding int64
-	if err := f.svc.Raw("SELECT outstanding_cents FROM payments_balances WHERE customer_id = ?", c.ID).Row().Scan(&outstanding); err != nil || outstanding != 250 {
+	if err := f.pay.Raw("SELECT outstanding_cents FROM payments_balances WHERE customer_id = ?", c.ID).Row().Scan(&outstanding); err != nil || outstanding != 250 {
 		t.Errorf("the service's balance: %d (%v), want 250", outstanding, err)
 	}
 	if out := f.mustMigrate(t, "payments", "verify"); !strings.Contains(out, "verify payments: clean: 4 rows in 2 tables match") {
