@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/ficus-project/ficus/extracted/inventory"
 	"github.com/ficus-project/ficus/extracted/payments"
 	"github.com/ficus-project/ficus/monolith"
@@ -178,7 +180,8 @@ func writeReports(path string, reports []*scenario.Report) error {
 	if err != nil {
 		return fmt.Errorf("writing the reports: %w", err)
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	// Atomically, as every file Ficus writes: a reader never sees half a report.
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing the reports: %w", err)
 	}
 	return nil

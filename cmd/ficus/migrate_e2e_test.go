@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,6 +264,9 @@ func TestMigrateSyncSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	f.mustMigrate(t, "inventory", "backfill")
+	// The inventory service runs on the copy, as a real process, and is killed with the sync.
+	ports := holdPorts(t, "inventory")
+	service := f.serveInventory(t, ports)
 	first := f.start(t, "inventory", "sync", "-reconcile", "100ms")
 	first.out.waitFor(t, "sync inventory: monolith", 20*time.Second)
 
@@ -278,9 +283,11 @@ func TestMigrateSyncSurvivesSIGKILL(t *testing.T) {
 			for {
 				mu.Lock()
 				if made == changes/2 {
-					// Half way: kill the sync and start another.
-					if err := syscall.Kill(first.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-						errs <- err
+					// Half way: kill the sync and the service, and start them again.
+					for _, p := range []*process{first, service} {
+						if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+							errs <- err
+						}
 					}
 					close(killed)
 				}
@@ -300,7 +307,9 @@ func TestMigrateSyncSurvivesSIGKILL(t *testing.T) {
 	}
 	<-killed
 	<-first.done
+	<-service.done
 	second = f.start(t, "inventory", "sync", "-reconcile", "100ms")
+	f.serveInventory(t, ports)
 	done.Wait()
 	close(errs)
 	for err := range errs {
@@ -339,6 +348,50 @@ func TestMigrateSyncSurvivesSIGKILL(t *testing.T) {
 	}
 	if out := f.mustMigrate(t, "inventory", "verify"); !strings.Contains(out, "clean") {
 		t.Errorf("verify:\n%s", out)
+	}
+	// The restarted service serves the synced stock.
+	for i := range skus {
+		sku := fmt.Sprintf("SKU-%02d", i)
+		want, err := f.mono.Inventory.Item(ctx, sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + ports.addr("inventory") + "/api/inventory/items/" + sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ OnHand, Reserved int }
+		err = json.NewDecoder(resp.Body).Decode(&struct {
+			OnHand   *int `json:"on_hand"`
+			Reserved *int `json:"reserved"`
+		}{&got.OnHand, &got.Reserved})
+		resp.Body.Close()
+		if err != nil || got.OnHand != want.OnHand || got.Reserved != want.Reserved {
+			t.Errorf("the service's %s: %+v (%v); the monolith's: on_hand %d, reserved %d", sku, got, err, want.OnHand, want.Reserved)
+		}
+	}
+}
+
+// serveInventory starts `ficus serve inventory` on the fixture's service database, on the
+// held port, and waits until it is ready.
+func (f *migrateFixture) serveInventory(t *testing.T, ports *heldPorts) *process {
+	t.Helper()
+	cmd := exec.Command(ficusBin, "serve", "inventory", "-c", f.cfgPath)
+	ports.pass(cmd)
+	p := startFicus(t, cmd)
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := client.Get("http://" + ports.addr("inventory") + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ficus serve inventory not ready within 20s:\n%s", p.out)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 }
 
