@@ -220,6 +220,8 @@ func TestInvalidConfigKeepsServing(t *testing.T) {
 		status, body, _ := h.get("GET", "/api/inventory", nil)
 		return status == 200 && body == "b"
 	})
+	// The table is swapped in just before the reload's outcome is recorded.
+	eventually(t, "the valid edit is recorded", func() bool { return h.f.LastReload().Generation == 2 })
 	if r := h.f.LastReload(); !r.OK || r.Generation != 2 || len(r.Errors) != 0 {
 		t.Fatalf("last reload %+v", r)
 	}
@@ -332,8 +334,9 @@ func TestConfigMapSwapIsReloaded(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "..2026_01_01_00_00_00.1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the swapped ConfigMap is live", func() bool { return f.Routes().Routes[0].To == "b" })
-	if r := f.LastReload(); !r.OK || r.Generation != 2 {
-		t.Fatalf("last reload %+v, want ok at generation 2", r)
-	}
+	// The table is swapped in just before the reload's outcome is recorded: wait for both.
+	eventually(t, "the swapped ConfigMap is live", func() bool {
+		r := f.LastReload()
+		return f.Routes().Routes[0].To == "b" && r.OK && r.Generation == 2
+	})
 }
