@@ -39,7 +39,7 @@ func FetchRoutes(ctx context.Context, client *http.Client, adminURL, token strin
 // WriteRoutes prints t as an aligned text table, one route a line.
 func WriteRoutes(w io.Writer, t RouteTable) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "ROUTE\tPATH\tMETHODS\tHEADERS\tBACKEND\tFALLBACK\tSHADOW\tCANARY\tBREAKERS\n")
+	fmt.Fprintf(tw, "ROUTE\tPATH\tMETHODS\tHEADERS\tBACKEND\tFALLBACK\tSHADOW\tCANARY\tSTAGE\tDIFFS\tBREAKERS\n")
 	for _, r := range t.Routes {
 		methods := strings.Join(r.Match.Methods, ",")
 		var headers []string
@@ -56,13 +56,20 @@ func WriteRoutes(w io.Writer, t RouteTable) error {
 		}
 		if r.Canary != nil {
 			canary = fmt.Sprintf("%s %g%%", r.Canary.To, r.Canary.Percent)
+			if r.RolledBack != nil {
+				canary += " ROLLED BACK (" + r.RolledBack.Gate + ")"
+			}
+		}
+		diffs := "-"
+		if r.DiffRate != nil {
+			diffs = fmt.Sprintf("%.2f%%", 100**r.DiffRate)
 		}
 		var breakers []string
 		for _, name := range slices.Sorted(mapKeys(r.Breakers)) {
 			breakers = append(breakers, name+":"+r.Breakers[name])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Match.Path, dash(methods),
-			dash(strings.Join(headers, ",")), r.To, dash(r.Fallback), shadow, canary, strings.Join(breakers, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Match.Path, dash(methods),
+			dash(strings.Join(headers, ",")), r.To, dash(r.Fallback), shadow, canary, dash(r.Stage), diffs, strings.Join(breakers, " "))
 	}
 	fmt.Fprintf(tw, "(config generation %d)\n", t.Generation)
 	return tw.Flush()

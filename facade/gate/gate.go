@@ -161,8 +161,9 @@ func secs(v float64) string {
 }
 
 func signedSecs(v float64) string {
-	if v >= 0 {
-		return "+" + secs(v)
+	s := secs(v)
+	if s == "0s" || s[0] == '-' {
+		return s
 	}
-	return "-" + secs(-v)
+	return "+" + s
 }

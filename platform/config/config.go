@@ -279,6 +279,16 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 // MarshalText writes d as a string (JSON on the admin API).
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalText reads a duration as MarshalText writes it (what admin API clients decode).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // setDefaults fills every unset option with its documented default.
 func (c *Config) setDefaults() {
 	def := func(s *string, v string) {

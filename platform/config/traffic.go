@@ -410,3 +410,39 @@ func (p *parser) validatePromote(f string, pr *Promote) {
 	check(f+".gates.max_p99", g.MaxP99.D() <= 10*time.Minute, "must be at most 10m, got %s", g.MaxP99)
 	check(f+".gates.alpha", g.Alpha > 0 && g.Alpha < 0.5, "must be above 0 and below 0.5, got %g", g.Alpha)
 }
+
+// NextStep says where `ficus promote` takes the route: to a canary at percent (full false),
+// or to full (the candidate becomes the primary). ok is false when the route has nothing to
+// promote (no shadow, no canary).
+func (r Route) NextStep() (percent float64, full, ok bool) {
+	candidate := r.Stage()
+	if candidate == "" {
+		return 0, false, false
+	}
+	steps := DefaultSteps
+	if r.Promote != nil && len(r.Promote.Steps) > 0 {
+		steps = r.Promote.Steps
+	}
+	current := 0.0
+	if candidate == "canary" {
+		current = r.Canary.Percent
+	}
+	for _, s := range steps {
+		if s > current {
+			return s, false, true
+		}
+	}
+	return 0, true, true
+}
+
+// Candidate names the backend a promotion moves the route to: its canary's, else its
+// shadow's; "" with neither.
+func (r Route) Candidate() string {
+	switch {
+	case r.Canary != nil && r.Canary.To != "":
+		return r.Canary.To
+	case r.Shadow != nil:
+		return r.Shadow.To
+	}
+	return ""
+}
