@@ -50,7 +50,7 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestWindowSlides(t *testing.T) {
@@ -115,7 +115,9 @@ func TestEvaluateNamesTheFailingGate(t *testing.T) {
 		{"too few", func(in *Input) { in.Compared = &Side{N: 50} }, DiffRate, "50 compared pairs, fewer than min_samples 100"},
 		{"errors", func(in *Input) { in.Candidate.Bad = 40 }, ErrorRate, "40 of 1000 candidate answers are errors (4.00%)"},
 		{"slower", func(in *Input) { in.Candidate.Latencies = latencies(rng, 500, 15*time.Millisecond) }, Latency, "significant"},
-		{"p99", func(in *Input) { in.Candidate.Latencies = append(latencies(rng, 400, 10*time.Millisecond), latencies(rng, 100, 80*time.Millisecond)...) }, P99, "candidate p99"},
+		{"p99", func(in *Input) {
+			in.Candidate.Latencies = append(latencies(rng, 400, 10*time.Millisecond), latencies(rng, 100, 80*time.Millisecond)...)
+		}, P99, "candidate p99"},
 	}
 	for _, c := range cases {
 		in := good
