@@ -328,7 +328,7 @@ routes:
     to: m
     shadow: { to: s, methods: [GET] }
 `))
-	if err == nil || !strings.Contains(err.Error(), "c.yaml:8:") || !strings.Contains(err.Error(), "routes[0].shadow.to: mirrors POST, PUT, PATCH, DELETE") ||
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:8:") || !strings.Contains(err.Error(), "routes[0].shadow.to: mirrors every method (POST, PUT, PATCH, DELETE among them)") ||
 		strings.Contains(err.Error(), "routes[1]") {
 		t.Fatalf("got %v", err)
 	}

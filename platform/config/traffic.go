@@ -366,18 +366,19 @@ func (p *parser) validateShadow(c *Config, f string, r Route) {
 	}
 	var unsafe []string
 	methods := r.ShadowedMethods()
-	if len(methods) == 0 {
-		unsafe = []string{"POST", "PUT", "PATCH", "DELETE", "any other unsafe method"}
-	}
-	for _, m := range methods {
-		if !SafeMethod(m) {
-			unsafe = append(unsafe, m)
+	what := "every method (POST, PUT, PATCH, DELETE among them)"
+	if len(methods) > 0 {
+		for _, m := range methods {
+			if !SafeMethod(m) {
+				unsafe = append(unsafe, m)
+			}
 		}
+		what = strings.Join(unsafe, ", ") + " requests"
 	}
-	check(f+".shadow.to", len(unsafe) == 0,
-		"mirrors %s requests to backend %q, which does not declare dry_run: true: the copy would really run on it. "+
+	check(f+".shadow.to", len(methods) > 0 && len(unsafe) == 0,
+		"mirrors %s to backend %q, which does not declare dry_run: true: the copy would really run on it. "+
 			"Mirror only reads (shadow: { methods: [GET, HEAD] }), or set backends.%s.dry_run: true if it honours the Ficus-Dry-Run header "+
-			"(the extracted services do)", strings.Join(unsafe, ", "), sh.To, sh.To)
+			"(the extracted services do)", what, sh.To, sh.To)
 }
 
 func (p *parser) validatePromote(f string, pr *Promote) {
