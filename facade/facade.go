@@ -85,6 +85,8 @@ type Facade struct {
 
 	// shadowQueue holds the samples and re-checks waiting for a shadow worker.
 	shadowQueue chan job
+	// recordQueue holds the recorded requests waiting to be written.
+	recordQueue chan *recordLine
 	diffFile    diffFile
 
 	// life bounds the backends' health checks; Close ends it and waits for them.
@@ -185,6 +187,7 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	}
 	// The queue and the workers are sized once: a reload does not resize them.
 	f.startShadow(t.shadow.Queue, t.shadow.Concurrency)
+	f.startRecorder()
 	return f, nil
 }
 

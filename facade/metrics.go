@@ -64,6 +64,7 @@ type metrics struct {
 	shadowSamples *prometheus.CounterVec
 	shadowDropped *prometheus.CounterVec
 	rollbacks     *prometheus.CounterVec
+	recorded      *prometheus.CounterVec
 	traffic       *trafficCollector
 }
 
@@ -145,6 +146,10 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 		Name: "ficus_canary_rollbacks_total",
 		Help: "Canaries the facade rolled back by itself because a gate failed, by route.",
 	}, []string{"route"})
+	m.recorded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ficus_traffic_recorded_total",
+		Help: "Requests sampled for facade.record, by result (recorded, dropped: the writer was behind, the body too large, or the file failed).",
+	}, []string{"result"})
 	m.traffic = &trafficCollector{f: f}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
@@ -158,7 +163,7 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.duration, m.errors, m.clientErrors, m.fallbacks, m.rejected, m.retries,
 		m.exhausted, m.bulkheadFull, m.transitions, m.checks, m.reloads, m.lastReload, m.generation, m.backends,
-		m.shadowSamples, m.shadowDropped, m.rollbacks, m.traffic}
+		m.shadowSamples, m.shadowDropped, m.rollbacks, m.recorded, m.traffic}
 }
 
 // routeMetrics are the metric children of one (route, backend) pair, resolved once when

@@ -1,6 +1,7 @@
 package facade
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -147,25 +148,42 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 	if ex.chosen == rt.primary && rt.shadows(r.Method) && f.chance(rt.sample) {
 		s = f.newSample(t, rt, r, p, id, start)
 	}
+	rec := f.records(t, r.Method)
+	var whole []byte
 	if hasBody {
 		b := &ex.body
 		b.rc, b.w, b.left, b.deadline = r.Body, w, t.maxBody, deadline
 		out.Body = b
-		if s != nil {
-			// Both sides need the body: it is read whole first, up to the shadow's limit.
-			var whole []byte
+		if s != nil || rec {
+			// The shadow and the recording need the body too: it is read whole first, up
+			// to the larger of their limits.
+			limit := int64(0)
+			if s != nil {
+				limit = int64(t.shadow.MaxBodyBytes)
+			}
+			if rec {
+				limit = max(limit, int64(t.record.MaxBodyBytes))
+			}
 			var reason string
-			out.Body, out.GetBody, whole, reason = readShadowBody(b, int64(t.shadow.MaxBodyBytes))
-			if reason != "" {
-				f.dropSample(rt, reason)
+			out.Body, out.GetBody, whole, reason = readShadowBody(b, limit)
+			if s != nil && (reason != "" || int64(len(whole)) > int64(t.shadow.MaxBodyBytes)) {
+				f.dropSample(rt, cmp.Or(reason, dropBodyTooLarge))
 				s = nil
-			} else {
-				s.body = whole
+			}
+			if rec && (reason != "" || int64(len(whole)) > int64(t.record.MaxBodyBytes)) {
+				f.metrics.recorded.WithLabelValues("dropped").Inc()
+				rec = false
 			}
 		}
 	}
-	if s != nil && f.enqueue(s) {
-		ex.sample = s
+	if s != nil {
+		s.body = whole
+		if f.enqueue(s) {
+			ex.sample = s
+		}
+	}
+	if rec {
+		f.recordRequest(t, r, p, whole)
 	}
 	defer func() {
 		if ex.body.rc != nil {

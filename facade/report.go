@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ficus-project/ficus/platform/compare"
+	"github.com/ficus-project/ficus/platform/compare/scenario"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/dryrun"
 )
@@ -305,7 +306,7 @@ func redact(h http.Header, extra []string) http.Header {
 			k = http.CanonicalHeaderKey(k)
 			if vs, ok := out[k]; ok {
 				for i := range vs {
-					vs[i] = "[redacted]"
+					vs[i] = scenario.Redacted // what a replay knows not to send
 				}
 			}
 		}

@@ -31,6 +31,9 @@ type table struct {
 	// maxBody and bodyTimeout bound a request body's size and the time it may take to arrive.
 	maxBody     int64
 	bodyTimeout time.Duration
+	// record says which requests are recorded, to recordFile (resolved; "" records none).
+	record     config.FacadeRecord
+	recordFile string
 	// shadow bounds the shadow path; shadowFile is its report file, resolved, or "".
 	shadow     config.FacadeShadow
 	shadowFile string
@@ -91,6 +94,10 @@ func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, e
 		bodyTimeout:    cfg.Facade.BodyTimeout.D(),
 		shadow:         cfg.Facade.Shadow,
 		overrideHeader: http.CanonicalHeaderKey(cfg.Facade.Canary.OverrideHeader),
+	}
+	t.record = cfg.Facade.Record
+	if t.record.File != "" && t.record.Sample != nil && *t.record.Sample > 0 {
+		t.recordFile = cfg.Resolve(t.record.File)
 	}
 	if t.shadow.ReportFile != "" {
 		t.shadowFile = cfg.Resolve(t.shadow.ReportFile)

@@ -66,6 +66,8 @@ type Facade struct {
 	Shadow FacadeShadow `yaml:"shadow" json:"shadow"`
 	// Canary says how testers force a canary route's backend.
 	Canary FacadeCanary `yaml:"canary" json:"canary"`
+	// Record records a sample of live traffic for `ficus compare -traffic`.
+	Record FacadeRecord `yaml:"record" json:"record"`
 }
 
 // Admin is the facade's admin listener.

@@ -147,6 +147,24 @@ type FacadeShadow struct {
 	RedactHeaders []string `yaml:"redact_headers,omitempty" json:"redact_headers,omitempty"`
 }
 
+// FacadeRecord records a sample of live traffic, redacted, as JSON lines that `ficus compare
+// -traffic FILE` replays against two backends.
+type FacadeRecord struct {
+	// File is where requests are appended (relative to the config file). Default none:
+	// nothing is recorded.
+	File string `yaml:"file,omitempty" json:"file,omitempty"`
+	// Sample is the fraction of requests recorded, 0 to 1. Default 0.01.
+	Sample *float64 `yaml:"sample,omitempty" json:"sample,omitempty"`
+	// Methods are the methods recorded. Default [GET, HEAD].
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// MaxBodyBytes is the largest request body recorded; a request with a larger one is not
+	// recorded. Default 64KiB, at most 1MiB.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// MaxBytes bounds the file: beyond it the file is renamed FILE.1 (replacing the
+	// previous one) and a new one begun. Default 64MiB, at least 1MiB.
+	MaxBytes ByteSize `yaml:"max_bytes" json:"max_bytes"`
+}
+
 // FacadeCanary is how a tester forces a canary route's backend.
 type FacadeCanary struct {
 	// OverrideHeader names the request header that forces a backend the route names (its
@@ -243,6 +261,23 @@ func (c *Config) setTrafficDefaults() {
 	if s.ReportMaxBytes == 0 {
 		s.ReportMaxBytes = 64 << 20
 	}
+	rec := &c.Facade.Record
+	if rec.Sample == nil {
+		v := 0.01
+		rec.Sample = &v
+	}
+	if rec.Methods == nil {
+		rec.Methods = []string{http.MethodGet, http.MethodHead}
+	}
+	for j, m := range rec.Methods {
+		rec.Methods[j] = strings.ToUpper(m)
+	}
+	if rec.MaxBodyBytes == 0 {
+		rec.MaxBodyBytes = 64 << 10
+	}
+	if rec.MaxBytes == 0 {
+		rec.MaxBytes = 64 << 20
+	}
 	if c.Facade.Canary.OverrideHeader == "" {
 		c.Facade.Canary.OverrideHeader = "Ficus-Backend-Override"
 	}
@@ -317,6 +352,13 @@ func (p *parser) validateTraffic(c *Config) {
 	check("facade.shadow.redact_headers", len(s.RedactHeaders) <= 64, "at most 64 headers, got %d", len(s.RedactHeaders))
 	for i, h := range s.RedactHeaders {
 		check(fmt.Sprintf("facade.shadow.redact_headers[%d]", i), validHeaderName(h), "invalid header name %q", h)
+	}
+	rec := c.Facade.Record
+	check("facade.record.sample", *rec.Sample >= 0 && *rec.Sample <= 1, "must be between 0 and 1, got %g", *rec.Sample)
+	check("facade.record.max_body_bytes", rec.MaxBodyBytes >= 0 && rec.MaxBodyBytes <= 1<<20, "must be at most 1MiB, got %s", rec.MaxBodyBytes)
+	check("facade.record.max_bytes", rec.MaxBytes >= 1<<20, "must be at least 1MiB, got %s", rec.MaxBytes)
+	for j, m := range rec.Methods {
+		check(fmt.Sprintf("facade.record.methods[%d]", j), slices.Contains(validMethods, m), "unknown method %q", m)
 	}
 	cn := c.Facade.Canary
 	check("facade.canary.override_header", validHeaderName(cn.OverrideHeader), "invalid header name %q", cn.OverrideHeader)
