@@ -43,12 +43,16 @@ type sample struct {
 	t     *table
 	rt    *Route
 	start time.Time
-	// The request as the candidate gets it.
+	// The request as the candidate gets it; header and endpoint are made by prepare, on the
+	// worker, from the client's header, its address, host and scheme.
 	method, path, query string
 	header              http.Header
 	body                []byte
 	id                  string
 	endpoint            string
+	in                  http.Header // the client's request header, never changed
+	remote, host        string
+	tls                 bool
 
 	// done is closed once the primary's answer is complete, or failed; the fields below are
 	// set before.
@@ -63,35 +67,41 @@ type sample struct {
 	pBad    string // why the primary's answer cannot be compared, or ""
 }
 
-// newSample copies what the candidate needs of r.
+// newSample keeps what the candidate needs of r. It copies nothing: the client's request
+// path pays only for the sample itself, and the worker builds the copy (prepare). The
+// proxy never changes the inbound request's header (it works on its own clone), so the
+// worker may read it while the client's request is still being served.
 func (f *Facade) newSample(t *table, rt *Route, r *http.Request, cleanPath, id string, start time.Time) *sample {
-	s := &sample{t: t, rt: rt, start: start, method: r.Method, path: cleanPath, query: r.URL.RawQuery,
-		id: id, done: make(chan struct{})}
-	s.endpoint = f.endpoints.Name(r.Method, cleanPath)
-	h := r.Header.Clone()
+	return &sample{t: t, rt: rt, start: start, method: r.Method, path: cleanPath, query: r.URL.RawQuery,
+		id: id, done: make(chan struct{}), in: r.Header, remote: r.RemoteAddr, host: r.Host, tls: r.TLS != nil}
+}
+
+// prepare builds the candidate's header and names the sample's endpoint.
+func (s *sample) prepare(f *Facade) {
+	s.endpoint = f.endpoints.Name(s.method, s.path)
+	h := s.in.Clone()
 	if h == nil {
 		h = http.Header{}
 	}
 	removeHopByHop(h)
-	for _, k := range []string{t.overrideHeader, headerAdminToken, dryrun.Header} {
+	for _, k := range []string{s.t.overrideHeader, headerAdminToken, dryrun.Header} {
 		delete(h, k)
 	}
-	if clientIP, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	if clientIP, _, err := net.SplitHostPort(s.remote); err == nil {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			clientIP = joinComma(prior) + ", " + clientIP
 		}
 		h.Set("X-Forwarded-For", clientIP)
 	}
-	h.Set("X-Forwarded-Host", r.Host)
+	h.Set("X-Forwarded-Host", s.host)
 	proto := "http"
-	if r.TLS != nil {
+	if s.tls {
 		proto = "https"
 	}
 	h.Set("X-Forwarded-Proto", proto)
-	h.Set(headerRequestID, id)
+	h.Set(headerRequestID, s.id)
 	h.Set(headerShadow, "1")
 	s.header = h
-	return s
 }
 
 func joinComma(vs []string) string {
@@ -124,7 +134,9 @@ func removeHopByHop(h http.Header) {
 // the shadow's body limit.
 func (s *sample) tee(status int, header http.Header, body io.ReadCloser) io.ReadCloser {
 	s.pStatus = status
-	s.pHeader = header.Clone()
+	// Not a copy: the worker reads it only once the answer has been sent (done), and
+	// nothing changes it after that.
+	s.pHeader = header
 	return &teeBody{rc: body, s: s, max: int(s.t.shadow.MaxBodyBytes)}
 }
 
@@ -180,7 +192,11 @@ func (f *Facade) enqueue(s *sample) bool {
 }
 
 func (f *Facade) dropSample(rt *Route, reason string) {
-	f.metrics.shadowDropped.WithLabelValues(rt.Name, reason).Inc()
+	if c, ok := rt.dropped[reason]; ok {
+		c.Inc()
+	} else {
+		f.metrics.shadowDropped.WithLabelValues(rt.Name, reason).Inc()
+	}
 	if rt.live != nil && rt.live.report != nil {
 		rt.live.report.drop(reason)
 	}
@@ -235,6 +251,7 @@ func (f *Facade) shadowSample(s *sample) {
 	rt, t := s.rt, s.t
 	ctx, cancel := context.WithTimeout(f.life, t.shadow.Timeout.D())
 	defer cancel()
+	s.prepare(f)
 	cand := f.sendCopy(ctx, s, rt.shadow)
 	select {
 	case <-s.done:
@@ -336,7 +353,7 @@ func (rc *recheck) run(f *Facade) {
 // in full when it differed, and judges a running canary's rollback gates.
 func (f *Facade) finishSample(s *sample, ep *endpointState, outcome string, prim, cand *answer, res compare.Result, rechecked bool) {
 	rt := s.rt
-	f.metrics.shadowSamples.WithLabelValues(rt.Name, outcome).Inc()
+	rt.outcomes[outcome].Inc()
 	var ds *DiffSample
 	if outcome == outcomeDiff || outcome == outcomeError {
 		extra := s.t.shadow.RedactHeaders
@@ -408,7 +425,9 @@ func (s *sample) request(ctx context.Context, tg *target) (*http.Request, error)
 	if err != nil {
 		return nil, fmt.Errorf("building the shadow request: %w", err)
 	}
-	req.Header = s.header.Clone()
+	// Not a copy: the sample's header is its own, and its requests are sent one after the
+	// other (the dry-run header of a write is signed for each).
+	req.Header = s.header
 	return req, nil
 }
 

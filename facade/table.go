@@ -12,6 +12,7 @@ import (
 	"github.com/ficus-project/ficus/facade/canary"
 	"github.com/ficus-project/ficus/facade/route"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // table is one immutable generation of the facade's routing: the config it was built from,
@@ -68,6 +69,9 @@ type Route struct {
 	sample        float64
 	shadowAll     bool
 	shadowMethods []string
+	// outcomes and dropped are the route's shadow counters, resolved once.
+	outcomes map[string]prometheus.Counter
+	dropped  map[string]prometheus.Counter
 }
 
 // shadows reports whether the route mirrors requests with method.
@@ -179,6 +183,13 @@ func (f *Facade) build(cfg *config.Config, old *table, now time.Time) (*table, e
 			}
 			r.shadowMethods = rc.ShadowedMethods()
 			r.shadowAll = len(r.shadowMethods) == 0
+			r.outcomes, r.dropped = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+			for _, o := range []string{outcomeMatch, outcomeDiff, outcomeLag, outcomeError} {
+				r.outcomes[o] = f.metrics.shadowSamples.WithLabelValues(r.Name, o)
+			}
+			for _, d := range []string{dropQueueFull, dropBodyTooLarge, dropResponseTooLarge, dropPrimaryFailed, dropTimeout, dropClosing} {
+				r.dropped[d] = f.metrics.shadowDropped.WithLabelValues(r.Name, d)
+			}
 			unsafe := r.shadowAll || slices.ContainsFunc(r.shadowMethods, func(m string) bool { return !config.SafeMethod(m) })
 			if err == nil && unsafe && f.signer == nil {
 				err = fmt.Errorf("route %s: shadows unsafe methods to %s, but the facade has no dry-run secret to sign them with (Options.DryRunSecret)", r.Name, rc.Shadow.To)
