@@ -2,8 +2,8 @@ package facade
 
 import (
 	"encoding/base64"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"slices"
 	"unicode/utf8"
 

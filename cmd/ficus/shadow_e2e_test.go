@@ -30,7 +30,9 @@ import (
 // monolith's rows without a bus.
 type startOfStream struct{}
 
-func (startOfStream) Position(context.Context) (bus.Position, error) { return bus.Position{First: 1}, nil }
+func (startOfStream) Position(context.Context) (bus.Position, error) {
+	return bus.Position{First: 1}, nil
+}
 
 // shadowShop is the monolith and the extracted inventory service, the service's data copied
 // from the monolith's by a backfill, and a facade that serves inventory from the monolith
