@@ -145,7 +145,8 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	out := r.WithContext(ex)
 	var s *sample
-	if ex.chosen == rt.primary && rt.shadows(r.Method) && f.chance(rt.sample) {
+	// A protocol upgrade (WebSocket) is a connection, not an answer to compare.
+	if ex.chosen == rt.primary && rt.shadows(r.Method) && len(r.Header["Upgrade"]) == 0 && f.chance(rt.sample) {
 		s = f.newSample(t, rt, r, p, id, start)
 	}
 	rec := f.records(t, r.Method)
@@ -328,7 +329,7 @@ func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s := ex.sample; s != nil && ex.served == ex.route.primary {
+	if s := ex.sample; s != nil && ex.served == ex.route.primary && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = s.tee(resp.StatusCode, resp.Header, resp.Body)
 	}
 	ex.set(resp.Header, ex.header, valBackend, ex.served.backend.Name)

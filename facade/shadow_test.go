@@ -1,9 +1,11 @@
 package facade
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -331,5 +333,50 @@ routes:
 	if err == nil || !strings.Contains(err.Error(), "c.yaml:8:") || !strings.Contains(err.Error(), "routes[0].shadow.to: mirrors every method (POST, PUT, PATCH, DELETE among them)") ||
 		strings.Contains(err.Error(), "routes[1]") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestShadowLeavesUpgradesAlone: a protocol upgrade on a shadowed route is relayed as
+// usual (the proxy needs the backend's connection, which a copy would hide) and not
+// sampled.
+func TestShadowLeavesUpgradesAlone(t *testing.T) {
+	primary, candidate := startBackend(t, "primary"), startBackend(t, "candidate")
+	primary.set(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			w.WriteHeader(400)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString(line)
+		brw.Flush()
+	})
+	h := startFacade(t, shadowConfig(primary, candidate, "{ to: candidate }"))
+	addr := strings.TrimPrefix(h.proxy.URL, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /api/inventory/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade through a shadowed route: %v %v", resp, err)
+	}
+	fmt.Fprintf(c, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "hello\n" {
+		t.Fatalf("echo over the upgraded connection: %q %v", line, err)
+	}
+	if candidate.hits.Load() != 0 || len(h.f.ShadowReports()[0].Endpoints) != 0 {
+		t.Errorf("an upgrade was shadowed: %d candidate hits", candidate.hits.Load())
 	}
 }
