@@ -80,7 +80,7 @@ func (f *Facade) Routes() RouteTable {
 		ri.Name = r.Name
 		if r.live != nil {
 			if r.shadow != nil {
-				rate := r.live.compared.Snapshot().Rate()
+				rate := r.live.compared.Counts().Rate()
 				ri.DiffRate = &rate
 			}
 			ri.RolledBack = r.live.rolledBack.Load()

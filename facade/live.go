@@ -104,9 +104,9 @@ func (f *Facade) checkRollback(rt *Route) {
 	if now-last < int64(rollbackCheckEvery) || !lv.lastCheck.CompareAndSwap(last, now) {
 		return
 	}
-	in := gate.Input{Primary: lv.primary.Snapshot(), Candidate: lv.candidate.Snapshot()}
+	in := gate.Input{Primary: lv.primary.Counts(), Candidate: lv.candidate.Counts()}
 	if lv.report != nil {
-		c := lv.compared.Snapshot()
+		c := lv.compared.Counts()
 		in.Compared = &c
 	}
 	for _, r := range gate.Errors(lv.gates, in) {

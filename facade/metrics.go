@@ -314,7 +314,7 @@ func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		if r.shadow != nil {
-			ch <- prometheus.MustNewConstMetric(descDiffRate, prometheus.GaugeValue, r.live.compared.Snapshot().Rate(), r.Name)
+			ch <- prometheus.MustNewConstMetric(descDiffRate, prometheus.GaugeValue, r.live.compared.Counts().Rate(), r.Name)
 		}
 		if r.canary != nil {
 			pct, rolled := r.Config.Canary.Percent, 0.0

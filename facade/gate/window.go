@@ -88,7 +88,13 @@ func (s Side) Rate() float64 {
 }
 
 // Snapshot returns what the window saw over its span.
-func (w *Window) Snapshot() Side {
+func (w *Window) Snapshot() Side { return w.snapshot(true) }
+
+// Counts returns what the window saw over its span without the latencies: cheap enough for
+// the request path.
+func (w *Window) Counts() Side { return w.snapshot(false) }
+
+func (w *Window) snapshot(latencies bool) Side {
 	slot := w.now().UnixNano() / int64(w.span)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -100,7 +106,9 @@ func (w *Window) Snapshot() Side {
 		}
 		s.N += b.n
 		s.Bad += b.bad
-		s.Latencies = append(s.Latencies, b.latencies...)
+		if latencies {
+			s.Latencies = append(s.Latencies, b.latencies...)
+		}
 	}
 	return s
 }
