@@ -192,7 +192,8 @@ func TestAdminEndpoints(t *testing.T) {
 	if !strings.HasPrefix(lines[1][col:], "a ") || !strings.HasPrefix(lines[2][col:], "b ") {
 		t.Fatalf("columns not aligned:\n%s", out.String())
 	}
-	if !strings.Contains(lines[1], "X-Tenant=t1") || !strings.Contains(lines[1], "a:closed b:closed") || !strings.Contains(lines[2], "a 10%") {
+	if !strings.Contains(lines[1], "X-Tenant=t1") || !strings.Contains(lines[1], "a:closed b:closed") || !strings.Contains(lines[2], "a 10%") ||
+		!strings.Contains(lines[0], "STAGE") || !strings.Contains(lines[1], " shadow ") || !strings.Contains(lines[1], "0.00%") || !strings.Contains(lines[2], " canary ") {
 		t.Fatalf("table:\n%s", out.String())
 	}
 }
