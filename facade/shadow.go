@@ -518,10 +518,11 @@ type readCloser struct {
 // diffFile appends differing samples to the route table's report file as JSON lines,
 // rotating it to FILE.1 past its size limit.
 type diffFile struct {
-	mu   sync.Mutex
-	path string
-	f    *jsonLines
-	log  *slog.Logger
+	mu     sync.Mutex
+	path   string
+	f      *jsonLines
+	log    *slog.Logger
+	closed bool // the facade closed: a late re-check writes nothing
 }
 
 func (d *diffFile) append(path string, max config.ByteSize, s *DiffSample) {
@@ -530,6 +531,9 @@ func (d *diffFile) append(path string, max config.ByteSize, s *DiffSample) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
 	if d.f == nil || d.path != path {
 		if d.f != nil {
 			_ = d.f.close()
@@ -544,6 +548,7 @@ func (d *diffFile) append(path string, max config.ByteSize, s *DiffSample) {
 func (d *diffFile) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.closed = true
 	if d.f != nil {
 		_ = d.f.close()
 		d.f = nil

@@ -102,3 +102,21 @@ func TestPromoteRefusesWhatItCannotEdit(t *testing.T) {
 		t.Error("a broken file was promoted")
 	}
 }
+
+func TestPercentsWithTwoDecimals(t *testing.T) {
+	for _, c := range []struct {
+		pct string
+		ok  bool
+	}{{"0.29", true}, {"12.5", true}, {"0.01", true}, {"33.33", true}, {"0.001", false}, {"12.345", false}} {
+		_, err := config.Parse("c.yaml", []byte(`
+backends: { m: { url: "http://127.0.0.1:1" }, s: { url: "http://127.0.0.1:2" } }
+routes:
+  - match: { path: / }
+    to: m
+    canary: { to: s, percent: `+c.pct+` }
+`))
+		if (err == nil) != c.ok {
+			t.Errorf("percent %s: %v", c.pct, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -377,7 +378,7 @@ func (p *parser) validateTraffic(c *Config) {
 		}
 		if r.Canary != nil {
 			pct := r.Canary.Percent
-			check(f+".canary.percent", pct*100 == float64(int64(pct*100)), "at most two decimals, got %g", pct)
+			check(f+".canary.percent", twoDecimals(pct), "at most two decimals, got %g", pct)
 		}
 		if pr := r.Promote; pr != nil {
 			p.validatePromote(f+".promote", pr)
@@ -429,7 +430,7 @@ func (p *parser) validatePromote(f string, pr *Promote) {
 	for j, s := range pr.Steps {
 		sf := fmt.Sprintf("%s.steps[%d]", f, j)
 		check(sf, s > 0 && s < 100, "must be above 0 and below 100, got %g", s)
-		check(sf, s*100 == float64(int64(s*100)), "at most two decimals, got %g", s)
+		check(sf, twoDecimals(s), "at most two decimals, got %g", s)
 		if j > 0 {
 			check(sf, s > pr.Steps[j-1], "steps must increase: %g follows %g", s, pr.Steps[j-1])
 		}
@@ -489,3 +490,7 @@ func (r Route) Candidate() string {
 	}
 	return ""
 }
+
+// twoDecimals reports whether a percent has at most two decimals (0.29 does, though 0.29×100
+// is not exactly 29 in floating point).
+func twoDecimals(v float64) bool { return math.Abs(v*100-math.Round(v*100)) < 1e-6 }
