@@ -52,6 +52,7 @@ bench: build
 	./$(BIN) bench orders -n 5000 -clients 16 -db '$(BENCH_DB)'
 	./$(BIN) bench events
 	./$(BIN) bench facade
+	./$(BIN) bench shadow
 	./$(BIN) bench migrate
 
 ## fuzz: a short run (FUZZTIME each) of every fuzz target in the module, found by go test -list.

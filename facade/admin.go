@@ -3,9 +3,13 @@ package facade
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/ficus-project/ficus/facade/gate"
 
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/problem"
@@ -26,6 +30,33 @@ type RouteInfo struct {
 	config.Route
 	// Breakers gives the breaker state of every backend the route names.
 	Breakers map[string]string `json:"breakers"`
+	// Stage is where the route stands in a promotion: "shadow", "canary", or "" (left out)
+	// when it serves from its primary alone.
+	Stage string `json:"stage,omitempty"`
+	// DiffRate is the share of the shadow's compared samples that really differed over the
+	// gates' window; routes with a shadow only.
+	DiffRate *float64 `json:"diff_rate,omitempty"`
+	// RolledBack says when and why the facade rolled the route's canary back, while it holds.
+	RolledBack *Rollback `json:"rolled_back,omitempty"`
+}
+
+// RoutePromotion is a route's promotion stage and gates (GET /api/promotion).
+type RoutePromotion struct {
+	Route     string `json:"route"`
+	Stage     string `json:"stage"`
+	Primary   string `json:"primary"`
+	Candidate string `json:"candidate"`
+	// Percent is the canary's configured share (0 in the shadow stage).
+	Percent float64 `json:"percent"`
+	// Next is where `ficus promote` would take the route: "canary 10%" or "full".
+	Next string `json:"next"`
+	// OK says every gate holds.
+	OK bool `json:"ok"`
+	// Window is how far back the gates look.
+	Window string        `json:"window"`
+	Gates  []gate.Result `json:"gates"`
+	// RolledBack, while the facade holds the canary rolled back, says when and why.
+	RolledBack *Rollback `json:"rolled_back,omitempty"`
 }
 
 // BackendInfo is one backend on the admin API (GET /api/backends).
@@ -45,14 +76,70 @@ func (f *Facade) Routes() RouteTable {
 	t := f.table.Load()
 	out := RouteTable{Generation: t.generation, Routes: make([]RouteInfo, 0, len(t.routes))}
 	for _, r := range t.routes {
-		ri := RouteInfo{Route: r.Config, Breakers: map[string]string{}}
+		ri := RouteInfo{Route: r.Config, Breakers: map[string]string{}, Stage: r.Config.Stage()}
 		ri.Name = r.Name
+		if r.live != nil {
+			if r.shadow != nil {
+				rate := r.live.compared.Counts().Rate()
+				ri.DiffRate = &rate
+			}
+			ri.RolledBack = r.live.rolledBack.Load()
+		}
 		for _, tg := range []*target{r.primary, r.fallback, r.shadow, r.canary} {
 			if tg != nil {
 				ri.Breakers[tg.backend.Name] = tg.backend.BreakerState()
 			}
 		}
 		out.Routes = append(out.Routes, ri)
+	}
+	return out
+}
+
+// ShadowReports returns the shadow report of every route with a shadow, in config order.
+func (f *Facade) ShadowReports() []ShadowReport {
+	t := f.table.Load()
+	out := []ShadowReport{}
+	for _, r := range t.routes {
+		if r.live != nil && r.live.report != nil {
+			out = append(out, r.live.report.snapshot())
+		}
+	}
+	return out
+}
+
+// Promotion returns the stage and gates of every route with a shadow or a canary, in config
+// order.
+func (f *Facade) Promotion() []RoutePromotion {
+	t := f.table.Load()
+	out := []RoutePromotion{}
+	for _, r := range t.routes {
+		stage := r.Config.Stage()
+		if stage == "" || r.live == nil {
+			continue
+		}
+		lv := r.live
+		p := RoutePromotion{Route: r.Name, Stage: stage, Primary: r.primary.backend.Name, Candidate: r.Config.Candidate(),
+			Window: lv.gates.Window.String(), RolledBack: lv.rolledBack.Load()}
+		if r.Config.Canary != nil {
+			p.Percent = r.Config.Canary.Percent
+		}
+		pct, full, _ := r.Config.NextStep()
+		p.Next = fmt.Sprintf("canary %g%%", pct)
+		if full {
+			p.Next = "full"
+		}
+		in := gate.Input{Primary: lv.primary.Snapshot(), Candidate: lv.candidate.Snapshot()}
+		if lv.report != nil {
+			c := lv.compared.Snapshot()
+			in.Compared = &c
+		}
+		p.Gates = gate.Evaluate(lv.gates, in)
+		if rb := p.RolledBack; rb != nil {
+			p.Gates = append(p.Gates, gate.Result{Gate: "rolled_back", Detail: fmt.Sprintf("the facade rolled the canary back at %s: %s failed: %s; change the route's config to run it again",
+				rb.Time.Format(time.RFC3339), rb.Gate, rb.Detail)})
+		}
+		p.OK = len(gate.Failed(p.Gates)) == 0
+		out = append(out, p)
 	}
 	return out
 }
@@ -90,6 +177,8 @@ func (f *Facade) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, f.Config().Redacted())
 	}))
 	mux.Handle("/api/reload", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.LastReload()) }))
+	mux.Handle("/api/shadow", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.ShadowReports()) }))
+	mux.Handle("/api/promotion", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.Promotion()) }))
 	mux.Handle("/metrics", get(promhttp.HandlerFor(f.registry, promhttp.HandlerOpts{Registry: f.registry}).ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not_found", "no admin endpoint "+r.URL.Path))

@@ -24,10 +24,12 @@ routes:
     match: { path: /api/inventory, methods: [GET], headers: { X-Tenant: t1 } }
     to: a
     fallback: b
-    shadow: { to: b, sample: 0.5, ignore: [/updated_at] }
+    shadow: { to: b, sample: 0.5, methods: [GET], ignore: [/updated_at], headers: [Content-Type],
+              equivalent: [{ class: rfc3339 }, { at: /note, regexp: '^v1-' }], capture: [{ at: /id }, { class: uuid }, { regexp: 'ord_[0-9a-z]+' }], learn: 0.1 }
   - match: { path: / }
     to: b
     canary: { to: a, percent: 10, sticky: header:X-Customer-ID }
+    promote: { steps: [10, 50], sticky: header:X-Customer-ID, gates: { max_p99: 1s } }
 monolith:
   database: postgres://app:s3cret@db.internal/shop
 `, a.URL(), b.URL())
@@ -190,7 +192,8 @@ func TestAdminEndpoints(t *testing.T) {
 	if !strings.HasPrefix(lines[1][col:], "a ") || !strings.HasPrefix(lines[2][col:], "b ") {
 		t.Fatalf("columns not aligned:\n%s", out.String())
 	}
-	if !strings.Contains(lines[1], "X-Tenant=t1") || !strings.Contains(lines[1], "a:closed b:closed") || !strings.Contains(lines[2], "a 10%") {
+	if !strings.Contains(lines[1], "X-Tenant=t1") || !strings.Contains(lines[1], "a:closed b:closed") || !strings.Contains(lines[2], "a 10%") ||
+		!strings.Contains(lines[0], "STAGE") || !strings.Contains(lines[1], " shadow ") || !strings.Contains(lines[1], "0.00%") || !strings.Contains(lines[2], " canary ") {
 		t.Fatalf("table:\n%s", out.String())
 	}
 }

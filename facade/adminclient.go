@@ -10,36 +10,61 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ficus-project/ficus/platform/config"
 )
 
 // FetchRoutes asks the admin API at adminURL ("http://127.0.0.1:9900") for the live route
 // table, authenticating with token.
 func FetchRoutes(ctx context.Context, client *http.Client, adminURL, token string) (RouteTable, error) {
 	var t RouteTable
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(adminURL, "/")+"/api/routes", nil)
+	return t, fetchAdmin(ctx, client, adminURL, token, "/api/routes", "routes", &t)
+}
+
+// FetchPromotion asks the admin API for every route's promotion stage and gates.
+func FetchPromotion(ctx context.Context, client *http.Client, adminURL, token string) ([]RoutePromotion, error) {
+	var p []RoutePromotion
+	return p, fetchAdmin(ctx, client, adminURL, token, "/api/promotion", "the promotion gates", &p)
+}
+
+// FetchConfig asks the admin API for the config serving now (effective, secrets masked).
+func FetchConfig(ctx context.Context, client *http.Client, adminURL, token string) (*config.Config, error) {
+	var c config.Config
+	if err := fetchAdmin(ctx, client, adminURL, token, "/api/config", "the live config", &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// maxAdminAnswer bounds an admin API answer a client reads.
+const maxAdminAnswer = 64 << 20
+
+// fetchAdmin GETs path from the admin API and decodes its JSON answer into v.
+func fetchAdmin(ctx context.Context, client *http.Client, adminURL, token, path, what string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(adminURL, "/")+path, nil)
 	if err != nil {
-		return t, fmt.Errorf("fetching routes: %w", err)
+		return fmt.Errorf("fetching %s: %w", what, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
-		return t, fmt.Errorf("fetching routes: %w", err)
+		return fmt.Errorf("fetching %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return t, fmt.Errorf("fetching routes: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("fetching %s: %s: %s", what, resp.Status, strings.TrimSpace(string(body)))
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil {
-		return t, fmt.Errorf("decoding routes: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAdminAnswer)).Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", what, err)
 	}
-	return t, nil
+	return nil
 }
 
 // WriteRoutes prints t as an aligned text table, one route a line.
 func WriteRoutes(w io.Writer, t RouteTable) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "ROUTE\tPATH\tMETHODS\tHEADERS\tBACKEND\tFALLBACK\tSHADOW\tCANARY\tBREAKERS\n")
+	fmt.Fprintf(tw, "ROUTE\tPATH\tMETHODS\tHEADERS\tBACKEND\tFALLBACK\tSHADOW\tCANARY\tSTAGE\tDIFFS\tBREAKERS\n")
 	for _, r := range t.Routes {
 		methods := strings.Join(r.Match.Methods, ",")
 		var headers []string
@@ -56,13 +81,20 @@ func WriteRoutes(w io.Writer, t RouteTable) error {
 		}
 		if r.Canary != nil {
 			canary = fmt.Sprintf("%s %g%%", r.Canary.To, r.Canary.Percent)
+			if r.RolledBack != nil {
+				canary += " ROLLED BACK (" + r.RolledBack.Gate + ")"
+			}
+		}
+		diffs := "-"
+		if r.DiffRate != nil {
+			diffs = fmt.Sprintf("%.2f%%", 100**r.DiffRate)
 		}
 		var breakers []string
 		for _, name := range slices.Sorted(mapKeys(r.Breakers)) {
 			breakers = append(breakers, name+":"+r.Breakers[name])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Match.Path, dash(methods),
-			dash(strings.Join(headers, ",")), r.To, dash(r.Fallback), shadow, canary, strings.Join(breakers, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Match.Path, dash(methods),
+			dash(strings.Join(headers, ",")), r.To, dash(r.Fallback), shadow, canary, dash(r.Stage), diffs, strings.Join(breakers, " "))
 	}
 	fmt.Fprintf(tw, "(config generation %d)\n", t.Generation)
 	return tw.Flush()

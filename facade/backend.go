@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ficus-project/ficus/platform/resilience"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/resilience"
 	"github.com/sony/gobreaker/v2"
 )
 

@@ -134,3 +134,29 @@ func benchRoutes() *config.Config {
 	}
 	return cfg
 }
+
+// BenchmarkFacadeShadow is BenchmarkFacade's route with every request shadowed to a second
+// backend, compared: next to BenchmarkFacade, what shadowing costs per request.
+func BenchmarkFacadeShadow(b *testing.B) {
+	backend, candidate := benchBackend(b), benchBackend(b)
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
+backends:
+  inventory: { url: %s, timeout: 2s }
+  candidate: { url: %s, timeout: 2s }
+routes:
+  - match: { path: /api/inventory, methods: [GET] }
+    to: inventory
+    shadow: { to: candidate }
+`, backend.URL, candidate.URL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AdminToken: "t"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(f.Close)
+	proxy := httptest.NewServer(f.Handler())
+	b.Cleanup(proxy.Close)
+	runBench(b, proxy.URL+"/api/inventory/items/A-1")
+}

@@ -3,13 +3,16 @@ package facade
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ficus-project/ficus/platform/compare"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -231,6 +234,7 @@ func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
 func TestDocumentedAdminAPIExists(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	full := startFacade(t, adminConfig(a, b))
+	fillLiveState(t, full)
 	// A failed reload, so the reload answer shows its errors too.
 	full.writeConfig("routes: [", false)
 	if err := full.f.ReloadFile(full.path); err == nil {
@@ -278,7 +282,7 @@ func TestDocumentedAdminAPIExists(t *testing.T) {
 		}
 	}
 	sort.Strings(endpoints)
-	want := []string{"/api/backends", "/api/config", "/api/reload", "/api/routes", "/healthz", "/metrics", "/readyz"}
+	want := []string{"/api/backends", "/api/config", "/api/promotion", "/api/reload", "/api/routes", "/api/shadow", "/healthz", "/metrics", "/readyz"}
 	if !slices.Equal(endpoints, want) {
 		t.Fatalf("documented endpoints %v, want %v", endpoints, want)
 	}
@@ -291,7 +295,7 @@ func TestDocumentedErrorCodes(t *testing.T) {
 	for _, row := range tableRows(facadeDoc(t, "## Errors")) {
 		documented[strings.Trim(row[1], "`")] = true
 	}
-	made := map[string]bool{"ambiguous_path": true, "no_route": true}
+	made := map[string]bool{"ambiguous_path": true, "no_route": true, "bad_override": true}
 	for _, c := range codes {
 		made[c] = true
 	}
@@ -308,4 +312,30 @@ func TestDocumentedErrorCodes(t *testing.T) {
 			t.Errorf("docs/facade.md lists code %s, which the facade never answers with", c)
 		}
 	}
+}
+
+// fillLiveState gives a facade serving adminConfig every optional part of its live state,
+// so that a full answer shows every documented key: shadow samples that differ (the two
+// backends answer their own names), a dropped one, learnt noise, and a rolled-back canary.
+func fillLiveState(t *testing.T, h *harness) {
+	t.Helper()
+	for range 40 {
+		h.get("GET", "/api/inventory/x", http.Header{"X-Tenant": {"t1"}})
+	}
+	eventually(t, "a shadow difference", func() bool { return h.f.ShadowReports()[0].Differences > 0 })
+	tbl := h.f.table.Load()
+	rep := tbl.routes[0].live.report
+	rep.drop(dropQueueFull)
+	ep, err := rep.endpoint("GET /api/inventory/{id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.learn(ep, compare.Result{Differences: []compare.Difference{{Part: compare.PartBody, Path: "/served_at", Kind: compare.Changed}}})
+	// A re-checked sample the candidate failed, with more differences than it lists.
+	rep.record(ep, outcomeError, &DiffSample{Time: time.Now(), Route: "inventory", Endpoint: ep.name, RequestID: "r-1", Rechecked: true,
+		Request:     SampledRequest{Method: "GET", Path: "/api/inventory/x", Header: http.Header{"Accept": {"*/*"}}, Body: "{}"},
+		Primary:     SampledResponse{Backend: "a", Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: "{}", Seconds: 0.01},
+		Candidate:   SampledResponse{Backend: "b", Error: "connection refused", Seconds: 0.01},
+		Differences: []compare.Difference{{Part: compare.PartBody, Path: "/a", Kind: compare.Changed, A: "1", B: "2", Note: "why"}}, Omitted: 3})
+	tbl.routes[1].live.rolledBack.Store(&Rollback{Time: time.Now(), Gate: "error_rate", Detail: "filled in by the test"})
 }

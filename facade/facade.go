@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -21,7 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ficus-project/ficus/platform/compare"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/dryrun"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -48,8 +51,20 @@ type Options struct {
 	// Debounce is how long Watch waits after the last change to the config file before it
 	// reloads. Default 100ms.
 	Debounce time.Duration
-	// Now tells the time of reloads. Default time.Now.
+	// Now tells the time of reloads, of the gates' windows and of canary rollbacks. Default
+	// time.Now.
 	Now func() time.Time
+	// Endpoints are the API's operations as "METHOD /path/{param}" templates (the OpenAPI
+	// document's), which name endpoints in shadow reports. A path no template matches is
+	// named after itself, segments holding a digit written {id}. Default none.
+	Endpoints []string
+	// DryRunSecret signs the Ficus-Dry-Run header of shadowed writes (dryrun.LoadSecret);
+	// the services verify it with the same secret. Default none: a route that shadows an
+	// unsafe method is refused.
+	DryRunSecret []byte
+	// Rand draws the random numbers of shadow sampling and of unkeyed canary placement.
+	// Default math/rand/v2's Uint64.
+	Rand func() uint64
 }
 
 // Facade is the strangler-fig router.
@@ -64,6 +79,15 @@ type Facade struct {
 	ids       *idSource
 	token     string
 	logs      *logLimiter
+	endpoints *compare.Endpoints
+	signer    *dryrun.Signer // nil without a secret
+	draw      func() uint64
+
+	// shadowQueue holds the samples and re-checks waiting for a shadow worker.
+	shadowQueue chan job
+	// recordQueue holds the recorded requests waiting to be written.
+	recordQueue chan *recordLine
+	diffFile    diffFile
 
 	// life bounds the backends' health checks; Close ends it and waits for them.
 	life     context.Context
@@ -122,7 +146,18 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	if f.transport == nil {
 		f.transport = NewTransport()
 	}
+	f.draw = opts.Rand
+	if f.draw == nil {
+		f.draw = rand.Uint64
+	}
+	if len(opts.DryRunSecret) > 0 {
+		f.signer = dryrun.NewSigner(opts.DryRunSecret, f.now)
+	}
 	var err error
+	if f.endpoints, err = compare.NewEndpoints(opts.Endpoints); err != nil {
+		return nil, fmt.Errorf("naming endpoints: %w", err)
+	}
+	f.diffFile.log = f.log
 	if f.metrics, err = newMetrics(f.registry, f); err != nil {
 		return nil, fmt.Errorf("registering facade metrics: %w", err)
 	}
@@ -150,6 +185,9 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	for _, b := range t.backends {
 		b.start(f.life, &f.checkers)
 	}
+	// The queue and the workers are sized once: a reload does not resize them.
+	f.startShadow(t.shadow.Queue, t.shadow.Concurrency)
+	f.startRecorder()
 	return f, nil
 }
 
@@ -273,6 +311,7 @@ func (f *Facade) Close() {
 	defer f.reloadMu.Unlock()
 	f.endLife()
 	f.checkers.Wait()
+	f.diffFile.close()
 	if c, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}

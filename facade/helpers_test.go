@@ -136,6 +136,13 @@ type harness struct {
 
 func startFacade(t *testing.T, yaml string) *harness {
 	t.Helper()
+	return startFacadeWith(t, yaml, Options{})
+}
+
+// startFacadeWith is startFacade with opts; the harness sets the logger, the token variable
+// and the debounce.
+func startFacadeWith(t *testing.T, yaml string, opts Options) *harness {
+	t.Helper()
 	h := &harness{t: t, path: filepath.Join(t.TempDir(), "config.yaml"), logs: &syncBuffer{}}
 	if err := os.WriteFile(h.path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -144,11 +151,10 @@ func startFacade(t *testing.T, yaml string) *harness {
 	if err != nil {
 		t.Fatalf("loading test config: %v", err)
 	}
-	h.f, err = New(cfg, Options{
-		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Getenv:   func(k string) string { return map[string]string{"FICUS_ADMIN_TOKEN": testToken}[k] },
-		Debounce: 20 * time.Millisecond,
-	})
+	opts.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Getenv = func(k string) string { return map[string]string{"FICUS_ADMIN_TOKEN": testToken}[k] }
+	opts.Debounce = 20 * time.Millisecond
+	h.f, err = New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,12 @@ type metrics struct {
 	lastReload   prometheus.Gauge
 	generation   prometheus.Gauge
 	backends     *backendCollector
+
+	shadowSamples *prometheus.CounterVec
+	shadowDropped *prometheus.CounterVec
+	rollbacks     *prometheus.CounterVec
+	recorded      *prometheus.CounterVec
+	traffic       *trafficCollector
 }
 
 func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
@@ -128,6 +134,23 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 	m.reloadOK = m.reloads.WithLabelValues("success")
 	m.reloadFailed = m.reloads.WithLabelValues("failure")
 	m.backends = &backendCollector{f: f}
+	m.shadowSamples = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ficus_shadow_samples_total",
+		Help: "Shadowed requests compared or failed on the candidate, by route and result (match, difference, lag, error).",
+	}, []string{"route", "result"})
+	m.shadowDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ficus_shadow_dropped_total",
+		Help: "Shadow samples never compared, by route and reason (queue_full, body_too_large, response_too_large, primary_failed, timeout, closing, client_error).",
+	}, []string{"route", "reason"})
+	m.rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ficus_canary_rollbacks_total",
+		Help: "Canaries the facade rolled back by itself because a gate failed, by route.",
+	}, []string{"route"})
+	m.recorded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ficus_traffic_recorded_total",
+		Help: "Requests sampled for facade.record, by result (recorded, dropped: the writer was behind, the body too large, or the file failed).",
+	}, []string{"result"})
+	m.traffic = &trafficCollector{f: f}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -139,7 +162,8 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 // collectors lists every collector of the facade's metrics.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.duration, m.errors, m.clientErrors, m.fallbacks, m.rejected, m.retries,
-		m.exhausted, m.bulkheadFull, m.transitions, m.checks, m.reloads, m.lastReload, m.generation, m.backends}
+		m.exhausted, m.bulkheadFull, m.transitions, m.checks, m.reloads, m.lastReload, m.generation, m.backends,
+		m.shadowSamples, m.shadowDropped, m.rollbacks, m.recorded, m.traffic}
 }
 
 // routeMetrics are the metric children of one (route, backend) pair, resolved once when
@@ -204,6 +228,9 @@ func (m *metrics) forget(old, cur *table) {
 			m.errors.DeletePartialMatch(l)
 			m.clientErrors.DeletePartialMatch(l)
 			m.fallbacks.DeletePartialMatch(l)
+			m.shadowSamples.DeletePartialMatch(l)
+			m.shadowDropped.DeletePartialMatch(l)
+			m.rollbacks.DeletePartialMatch(l)
 		}
 	}
 	for name := range old.backends {
@@ -256,6 +283,49 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = (*backendCollector)(nil)
+
+// trafficCollector reports the shadow queue and each canary's live share at scrape time.
+type trafficCollector struct{ f *Facade }
+
+var (
+	descQueue    = prometheus.NewDesc("ficus_shadow_queue_depth", "Shadow samples and re-checks waiting for a worker.", nil, nil)
+	descDiffRate = prometheus.NewDesc("ficus_shadow_diff_rate", "Share of a route's compared shadow samples that really differed, over the gates' window.", []string{"route"}, nil)
+	descPercent  = prometheus.NewDesc("ficus_canary_percent", "Share of a route's requests the canary takes now: its configured percent, 0 once rolled back.", []string{"route", "backend"}, nil)
+	descRolled   = prometheus.NewDesc("ficus_canary_rolled_back", "1 while the facade holds a route's canary rolled back, else 0.", []string{"route"}, nil)
+)
+
+// Describe sends the descriptors of the shadow and canary gauges.
+func (c *trafficCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueue
+	ch <- descDiffRate
+	ch <- descPercent
+	ch <- descRolled
+}
+
+// Collect sends the shadow queue's depth and each route's diff rate and canary share.
+func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(c.f.shadowQueue)))
+	t := c.f.table.Load()
+	if t == nil {
+		return
+	}
+	for _, r := range t.routes {
+		if r.live == nil {
+			continue
+		}
+		if r.shadow != nil {
+			ch <- prometheus.MustNewConstMetric(descDiffRate, prometheus.GaugeValue, r.live.compared.Counts().Rate(), r.Name)
+		}
+		if r.canary != nil {
+			pct, rolled := r.Config.Canary.Percent, 0.0
+			if r.live.rolledBack.Load() != nil {
+				pct, rolled = 0, 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPercent, prometheus.GaugeValue, pct, r.Name, r.canary.backend.Name)
+			ch <- prometheus.MustNewConstMetric(descRolled, prometheus.GaugeValue, rolled, r.Name)
+		}
+	}
+}
 
 // registerRuntime adds the Go runtime and process collectors to a registry the facade made.
 func registerRuntime(reg *prometheus.Registry) {

@@ -1,8 +1,11 @@
 package facade
 
 import (
+	"cmp"
 	"context"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,9 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ficus-project/ficus/platform/resilience"
 	"github.com/ficus-project/ficus/facade/route"
+	"github.com/ficus-project/ficus/platform/dryrun"
 	"github.com/ficus-project/ficus/platform/problem"
+	"github.com/ficus-project/ficus/platform/resilience"
 )
 
 // exchange is what the facade knows about one request while it is proxied. It is also the
@@ -23,13 +27,24 @@ import (
 type exchange struct {
 	context.Context // the client request's
 
-	route  *Route
-	path   string     // the cleaned path it was routed on and is forwarded with
-	body   clientBody // the request body, when it has one
-	id     string
-	header string  // the response header naming the backend
-	served *target // the backend answering: the primary, or the fallback
-	status int
+	route    *Route
+	path     string     // the cleaned path it was routed on and is forwarded with
+	body     clientBody // the request body, when it has one
+	id       string
+	header   string  // the response header naming the backend
+	override string  // the header that overrides a canary route's backend
+	chosen   *target // the backend the request was meant for: the primary, or the canary
+	served   *target // the backend answering: the chosen one, or the fallback
+	status   int
+	// forced says a tester chose the backend with the override header: the request is
+	// left out of the canary's figures.
+	forced bool
+	// canaryFailed says the canary failed the request, whoever answered it in the end.
+	canaryFailed bool
+	// clientFault says the request failed through its client's fault.
+	clientFault bool
+	// sample is the request's copy on the shadow path, or nil.
+	sample *sample
 	// w is the client's ResponseWriter as the proxy sees it.
 	w flushWriter
 	// vals backs the header values the facade sets, one array for all of them; each
@@ -120,21 +135,131 @@ func (f *Facade) serve(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, id, pr)
 		return
 	}
-	ex := &exchange{Context: r.Context(), route: rt, path: p, id: id, header: t.header, served: rt.primary}
+	ex := &exchange{Context: r.Context(), route: rt, path: p, id: id, header: t.header, override: t.overrideHeader,
+		chosen: rt.primary, served: rt.primary}
 	ex.w.ResponseWriter = w
+	if rt.canary != nil || len(r.Header[t.overrideHeader]) > 0 {
+		if !f.choose(w, r, t, rt, ex) {
+			return
+		}
+	}
 	out := r.WithContext(ex)
+	var s *sample
+	// A protocol upgrade (WebSocket) is a connection, not an answer to compare.
+	if ex.chosen == rt.primary && rt.shadows(r.Method) && len(r.Header["Upgrade"]) == 0 && f.chance(rt.sample) {
+		s = f.newSample(t, rt, r, p, id, start)
+	}
+	rec := f.records(t, r.Method)
+	var whole []byte
 	if hasBody {
 		b := &ex.body
 		b.rc, b.w, b.left, b.deadline = r.Body, w, t.maxBody, deadline
 		out.Body = b
+		if s != nil || rec {
+			// The shadow and the recording need the body too: it is read whole first, up
+			// to the larger of their limits.
+			limit := int64(0)
+			if s != nil {
+				limit = int64(t.shadow.MaxBodyBytes)
+			}
+			if rec {
+				limit = max(limit, int64(t.record.MaxBodyBytes))
+			}
+			var reason string
+			out.Body, out.GetBody, whole, reason = readShadowBody(b, limit)
+			if s != nil && (reason != "" || int64(len(whole)) > int64(t.shadow.MaxBodyBytes)) {
+				f.dropSample(rt, cmp.Or(reason, dropBodyTooLarge))
+				s = nil
+			}
+			if rec && (reason != "" || int64(len(whole)) > int64(t.record.MaxBodyBytes)) {
+				f.metrics.recorded.WithLabelValues("dropped").Inc()
+				rec = false
+			}
+		}
+	}
+	if s != nil {
+		s.body = whole
+		if f.enqueue(s) {
+			ex.sample = s
+		}
+	}
+	if rec {
+		f.recordRequest(t, r, p, whole)
 	}
 	defer func() {
 		if ex.body.rc != nil {
 			ex.body.detach()
 		}
-		ex.served.m.observe(ex.status, time.Since(start).Seconds())
+		d := time.Since(start)
+		ex.served.m.observe(ex.status, d.Seconds())
+		if ex.sample != nil {
+			ex.sample.finishPrimary(d)
+		}
+		if rt.canary != nil && !ex.forced && !ex.clientFault {
+			f.observeCanary(rt, ex, d)
+		}
 	}()
 	f.proxy.ServeHTTP(&ex.w, out)
+}
+
+// headerAdminToken carries the admin token on a client request that overrides a canary
+// route's backend. It is never forwarded.
+const headerAdminToken = "Ficus-Admin-Token"
+
+// choose picks the backend a request to a canary route is meant for: the one a tester's
+// override header names, when the override is honoured, else the canary for the split's
+// share (none once rolled back), else the primary. It answers a bad override itself and
+// then returns false.
+func (f *Facade) choose(w http.ResponseWriter, r *http.Request, t *table, rt *Route, ex *exchange) bool {
+	if v := r.Header[t.overrideHeader]; len(v) > 0 && f.overrideAllowed(r, t) {
+		name := strings.TrimSpace(v[0])
+		switch {
+		case name == rt.primary.backend.Name:
+			ex.chosen = rt.primary
+		case rt.canary != nil && name == rt.canary.backend.Name:
+			ex.chosen = rt.canary
+		default:
+			names := rt.primary.backend.Name
+			if rt.canary != nil {
+				names += " or " + rt.canary.backend.Name
+			}
+			pr := problem.New(http.StatusBadRequest, "bad_override",
+				fmt.Sprintf("%s names backend %q; route %s serves from %s", t.overrideHeader, name, rt.Name, names))
+			pr.Instance = ex.path
+			refuse(w, r, ex.id, pr)
+			return false
+		}
+		ex.served, ex.forced = ex.chosen, true
+		return true
+	}
+	// An override that is not honoured is dropped on the way (rewrite), and the request
+	// placed as any other.
+	if rt.canary != nil && rt.live.rolledBack.Load() == nil && rt.split.Canary(r, f.draw) {
+		ex.chosen, ex.served = rt.canary, rt.canary
+	}
+	return true
+}
+
+// overrideAllowed says whether a request's override header is honoured: it carries the
+// admin token, or comes (by its connection, never X-Forwarded-For) from an override network.
+func (f *Facade) overrideAllowed(r *http.Request, t *table) bool {
+	if tok := r.Header[headerAdminToken]; len(tok) > 0 && subtle.ConstantTimeCompare([]byte(tok[0]), []byte(f.token)) == 1 {
+		return true
+	}
+	if len(t.overrideNets) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	for _, n := range t.overrideNets {
+		if ip != nil && n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse answers a request the facade turns away before any backend sees it.
@@ -147,9 +272,14 @@ func refuse(w http.ResponseWriter, r *http.Request, id string, p *problem.Proble
 // forwarding headers, as ProxyRequest.SetXForwarded would, and the request id.
 func (f *Facade) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
-	ex.route.primary.backend.point(pr.Out.URL, ex.path)
+	ex.served.backend.point(pr.Out.URL, ex.path)
 	pr.Out.Host = ""
 	h := pr.Out.Header
+	// Facade controls are the facade's: a client's never reach a backend. A dry-run mark
+	// from a client is dropped, so the request runs for real as its client meant.
+	delete(h, dryrun.Header)
+	delete(h, headerAdminToken)
+	delete(h, ex.override)
 	// ReverseProxy drops the client's X-Forwarded-For before Rewrite; the client's address
 	// is appended to it rather than replacing it.
 	if clientIP, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
@@ -178,8 +308,16 @@ var _ http.RoundTripper = dispatcher{}
 func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex := exchangeFrom(req.Context())
 	resp, err := ex.served.backend.rt.RoundTrip(req)
-	if err != nil && ex.route.fallback != nil && canFallBack(req, err) {
-		fb := ex.route.fallback
+	if err != nil && ex.chosen == ex.route.canary && ex.route.canary != nil {
+		ex.canaryFailed = true
+	}
+	// A canary that cannot serve falls back to the route's primary, the known good side.
+	fallback := ex.route.fallback
+	if ex.chosen != ex.route.primary {
+		fallback = ex.route.primary
+	}
+	if err != nil && fallback != nil && canFallBack(req, err) {
+		fb := fallback
 		d.f.logs.log(d.f.log, slog.LevelWarn, "fallback/"+ex.route.Name, "primary unavailable; serving from the fallback",
 			"route", ex.route.Name, "backend", ex.served.backend.Name, "fallback", fb.backend.Name, "request_id", ex.id, "err", err)
 		fb.m.fallbacks.Inc()
@@ -190,6 +328,9 @@ func (d dispatcher) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s := ex.sample; s != nil && ex.served == ex.route.primary && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = s.tee(resp.StatusCode, resp.Header, resp.Body)
 	}
 	ex.set(resp.Header, ex.header, valBackend, ex.served.backend.Name)
 	ex.set(resp.Header, headerRequestID, valResponseID, ex.id)
@@ -265,6 +406,7 @@ func (f *Facade) proxyError(w http.ResponseWriter, req *http.Request, err error)
 // against the backend: the failure is counted by reason, apart from the backend's errors.
 func (f *Facade) clientError(w http.ResponseWriter, req *http.Request, ex *exchange, reason clientReason, err error) {
 	ex.served.m.clients[reason].Inc()
+	ex.clientFault = true
 	var p *problem.Problem
 	code := reasons[reason]
 	switch reason {

@@ -20,14 +20,14 @@ func benchCommand() *command {
 	return &command{
 		name:    "bench",
 		args:    "TARGET",
-		summary: "measure throughput and latency: bench orders | events | facade",
+		summary: "measure throughput and latency: bench orders | events | facade | shadow | migrate",
 		about: `Measures throughput and latency, each figure next to a baseline measured in the same run:
 orders over HTTP against the same orders placed in process, events end to end against the
 pipeline's own drain rate, and the facade against direct calls, a stock reverse proxy and
 nginx. docs/bench.md explains the method and the figures.`,
 		examples: []string{"ficus bench orders", "ficus bench events -n 20000", "ficus bench facade -duration 10s"},
 		subs: []*command{
-			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(), benchMigrateCommand(),
+			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(), benchShadowCommand(), benchMigrateCommand(),
 			benchBackendCommand(), benchStockProxyCommand(),
 		},
 	}
@@ -177,9 +177,44 @@ The load comes from wrk when it is installed, else from vegeta inside this proce
 	}
 }
 
+// benchShadowCommand measures what shadowing costs the client and the facade.
+func benchShadowCommand() *command {
+	var opts bench.ShadowOptions
+	return &command{
+		name:    "shadow",
+		summary: "the client's latency and the facade's CPU with shadowing off and on (candidate healthy and slow)",
+		about: `Measures what shadowing costs. It starts a primary backend, a healthy candidate and a slow one
+(-slow), and three facades, each its own process: one without a shadow, one shadowing every
+request to the healthy candidate, one to the slow one. It sends the same GET to each,
+interleaved, round after round, and prints the medians of the rounds: requests/s, the
+client's p50/p99, the facade's CPU time per request, and their ratios to the facade without
+a shadow in the same run (aims: p99 within 10%, CPU at most 1.6×): once at saturation (as
+fast as -conns connections go), once at a fixed rate below it (-rate; open loop), where the
+client's latency shows what the shadow path adds rather than what the shared CPUs lack.`,
+		examples: []string{"ficus bench shadow", "ficus bench shadow -duration 10s -conns 64"},
+		flags: func(fs *flag.FlagSet) {
+			fs.DurationVar(&opts.Duration, "duration", 5*time.Second, "load time of each cell (facade × round)")
+			fs.IntVar(&opts.Rounds, "rounds", 3, "rounds; each figure is the median of the rounds")
+			fs.IntVar(&opts.Conns, "conns", 32, "connections")
+			fs.DurationVar(&opts.Slow, "slow", 500*time.Millisecond, "how long the slow candidate takes to answer")
+			fs.StringVar(&opts.Tool, "tool", "auto", "load generator `NAME`: auto (wrk when installed, else vegeta), wrk or vegeta")
+			fs.DurationVar(&opts.Warmup, "warmup", time.Second, "load sent to each facade before the first round")
+			fs.IntVar(&opts.Rate, "rate", 0, "requests/s of the fixed-rate table (default: a quarter of what the facade without a shadow served)")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			var err error
+			if opts.Self, err = os.Executable(); err != nil {
+				return fmt.Errorf("finding the ficus binary to start the benchmark processes: %w", err)
+			}
+			return benchUsage("ficus bench shadow", bench.ErrShadowOptions, bench.Shadow(ctx, opts, e.stdout, e.stderr))
+		},
+	}
+}
+
 // benchBackendCommand is the backend process bench facade starts.
 func benchBackendCommand() *command {
 	var addr string
+	var delay time.Duration
 	return &command{
 		name:     bench.BackendCommand,
 		hidden:   true,
@@ -187,13 +222,14 @@ func benchBackendCommand() *command {
 		examples: []string{"ficus bench " + bench.BackendCommand + " -listen 127.0.0.1:0"},
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "listen", "127.0.0.1:0", "listen `ADDR`")
+			fs.DurationVar(&delay, "delay", 0, "wait this long before each answer")
 		},
 		run: func(ctx context.Context, e env, _ []string) error {
 			ln, err := benchListen(ctx, e, "backend", addr)
 			if err != nil {
 				return err
 			}
-			return bench.ServeBackend(ctx, ln, e.stdout)
+			return bench.ServeBackend(ctx, ln, delay, e.stdout)
 		},
 	}
 }

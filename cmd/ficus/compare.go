@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/ficus-project/ficus/extracted/inventory"
 	"github.com/ficus-project/ficus/extracted/payments"
@@ -36,6 +37,9 @@ type compareFlags struct {
 	suites, only, jsonPath  string
 	a, b, bSetup, bCaughtUp string
 	timeout                 time.Duration
+	traffic                 string
+	threshold               float64
+	writes                  bool
 }
 
 // extractedSuites are the suites ficus compare runs by itself: one per extracted service.
@@ -46,7 +50,7 @@ func compareCommand() *command {
 	var f compareFlags
 	return &command{
 		name:    "compare",
-		summary: "run the comparison scenarios against two sides and report every difference; exit 1 on any",
+		summary: "replay recorded traffic or the comparison scenarios against two sides and report every difference",
 		about: `Runs the shop's comparison scenarios (docs/compare.md) against two sides, A and B, one step at a
 time on each, compares their answers (status, the headers that matter, JSON bodies
 semantically; generated ids and timestamps matched) and checks every answer against the
@@ -63,11 +67,21 @@ setup waits until the copy has caught up).
 With -a URL -b URL it runs the suites -suite names against two running servers, which
 should start on fresh databases. -b-setup sends B's setup steps (data B does not own, such
 as customers) elsewhere, and -b-caught-up names a URL polled after them until it answers
-200, as the payments service's /readyz/customers does.`,
+200, as the payments service's /readyz/customers does.
+
+With -traffic FILE -a URL -b URL it replays recorded traffic instead: a JSON-lines file of
+requests, as the facade records a redacted sample of live traffic (facade.record in the
+config), one request at a time on A then on B, and prints the same report. Secret headers
+recorded as [redacted] are not sent. Unsafe requests (POST, PUT, PATCH, DELETE) are skipped
+unless -writes: they would act on both sides. A progress bar shows on a terminal.
+
+It exits 1 when a failed expectation (or, replaying, a failed request) is found, or when
+the share of differing answers is over -threshold (default 0: any difference).`,
 		examples: []string{
 			"ficus compare",
 			"ficus compare -suite payments -json report.json",
 			"ficus compare -suite inventory -a http://127.0.0.1:8081 -b http://127.0.0.1:8082",
+			"ficus compare -traffic data/traffic.jsonl -a http://127.0.0.1:8081 -b http://127.0.0.1:8082 -threshold 0.01",
 			"ficus compare -suite payments -a http://127.0.0.1:8081 -b http://127.0.0.1:8083 \\\n      -b-setup http://127.0.0.1:18081 -b-caught-up http://127.0.0.1:8083/readyz/customers",
 		},
 		flags: func(fs *flag.FlagSet) {
@@ -79,6 +93,9 @@ as customers) elsewhere, and -b-caught-up names a URL polled after them until it
 			fs.StringVar(&f.bSetup, "b-setup", "", "where B's setup steps go, a base `URL` (default: -b)")
 			fs.StringVar(&f.bCaughtUp, "b-caught-up", "", "a `URL` polled after B's setup steps until it answers 200")
 			fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on the whole run after this long")
+			fs.StringVar(&f.traffic, "traffic", "", "replay the recorded requests of `FILE` (JSON lines) against -a and -b")
+			fs.Float64Var(&f.threshold, "threshold", 0, "exit 1 only when the share of differing answers is over `RATE` (0 to 1)")
+			fs.BoolVar(&f.writes, "writes", false, "replay unsafe requests too (they act on both sides)")
 		},
 		run: func(ctx context.Context, e env, _ []string) error { return runCompare(ctx, e, f) },
 	}
@@ -90,12 +107,23 @@ func runCompare(ctx context.Context, e env, f compareFlags) error {
 	switch {
 	case urlMode && (f.a == "" || f.b == ""):
 		return usageError{"ficus compare", "-a and -b go together: give both base URLs, or neither to compare the extracted services with the monolith"}
+	case f.traffic != "" && !urlMode:
+		return usageError{"ficus compare", "-traffic replays against two running servers: give -a and -b"}
 	case !urlMode && (f.bSetup != "" || f.bCaughtUp != ""):
 		return usageError{"ficus compare", "-b-setup and -b-caught-up need -a and -b"}
-	case urlMode && len(names) == 0:
+	case urlMode && len(names) == 0 && f.traffic == "":
 		return usageError{"ficus compare", "with -a and -b, name the suites to run with -suite (" + strings.Join(scenarios.Names(), ", ") + ")"}
 	case f.timeout <= 0:
 		return usageError{"ficus compare", "-timeout must be positive"}
+	case f.threshold < 0 || f.threshold > 1:
+		return usageError{"ficus compare", "-threshold is a share of answers, from 0 to 1"}
+	case f.traffic != "" && (!urlMode || len(names) > 0 || f.only != "" || f.bSetup != "" || f.bCaughtUp != ""):
+		return usageError{"ficus compare", "-traffic replays against -a and -b; it takes no -suite, -scenario, -b-setup or -b-caught-up"}
+	case f.writes && f.traffic == "":
+		return usageError{"ficus compare", "-writes goes with -traffic"}
+	}
+	if f.traffic != "" {
+		return runReplay(ctx, e, f)
 	}
 	if len(names) == 0 {
 		names = extractedSuites
@@ -147,7 +175,7 @@ func runCompare(ctx context.Context, e env, f compareFlags) error {
 		}
 		fmt.Fprintln(e.stdout)
 		reports = append(reports, rep)
-		if rep.Failed() {
+		if overThreshold(rep, f.threshold) {
 			failed = append(failed, name)
 		}
 	}
@@ -384,4 +412,106 @@ func background(ctx context.Context, what string, fn func(context.Context) error
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// overThreshold says whether a report fails: a failed expectation, or more differing
+// answers than the threshold allows.
+func overThreshold(rep *scenario.Report, threshold float64) bool {
+	return len(rep.Failures) > 0 || rep.FailuresOmitted > 0 || rep.DiffRate() > threshold
+}
+
+// runReplay replays recorded traffic against -a and -b and reports as the suites do.
+func runReplay(ctx context.Context, e env, f compareFlags) error {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	file, err := os.Open(f.traffic)
+	if err != nil {
+		return fmt.Errorf("reading traffic: %w", err)
+	}
+	defer file.Close()
+	var size int64
+	if fi, err := file.Stat(); err == nil {
+		size = fi.Size()
+	}
+	v, err := contract.NewValidator()
+	if err != nil {
+		return err
+	}
+	counted := &countingReader{r: file}
+	bar := newReplayProgress(e.stderr, size)
+	rep, stats, err := scenario.Replay(ctx, func(each func(int, scenario.Recorded) error) error {
+		return scenario.ReadTraffic(counted, each)
+	}, scenario.Target{Name: "A", URL: f.a}, scenario.Target{Name: "B", URL: f.b}, scenario.ReplayOptions{
+		Endpoints: v.Operations(), Writes: f.writes, Where: filepath.Base(f.traffic),
+		Progress: func(done int) { bar.update(done, counted.n) },
+	})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteText(e.stdout); err != nil {
+		return err
+	}
+	if stats.Skipped > 0 {
+		fmt.Fprintf(e.stdout, "\n%d unsafe requests skipped (replay them with -writes: they act on both sides)\n", stats.Skipped)
+	}
+	if f.jsonPath != "" {
+		if err := writeReports(f.jsonPath, []*scenario.Report{rep}); err != nil {
+			return err
+		}
+	}
+	if overThreshold(rep, f.threshold) {
+		fmt.Fprintf(e.stderr, "ficus compare: FAILED: %.2f%% of the answers differ (threshold %.2f%%), %d failed requests\n",
+			100*rep.DiffRate(), 100*f.threshold, len(rep.Failures)+rep.FailuresOmitted)
+		return exitError{1}
+	}
+	fmt.Fprintf(e.stdout, "ficus compare: passed: %.2f%% of the answers differ (threshold %.2f%%)\n", 100*rep.DiffRate(), 100*f.threshold)
+	return nil
+}
+
+// countingReader counts the bytes read through it, for the progress bar.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// replayProgress shows how far a replay is through its file: a bar on a terminal, a line
+// every five seconds otherwise.
+type replayProgress struct {
+	w    io.Writer
+	bar  *progressbar.ProgressBar
+	last time.Time
+}
+
+func newReplayProgress(w io.Writer, size int64) *replayProgress {
+	p := &replayProgress{w: w, last: time.Now()}
+	if isTerminal(w) && size > 0 {
+		p.bar = progressbar.NewOptions64(size, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("  replaying"),
+			progressbar.OptionShowBytes(true), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+	}
+	return p
+}
+
+func (p *replayProgress) update(done int, read int64) {
+	if p.bar != nil {
+		_ = p.bar.Set64(read)
+		return
+	}
+	if time.Since(p.last) >= 5*time.Second {
+		p.last = time.Now()
+		fmt.Fprintf(p.w, "  replayed %s requests\n", grouped(int64(done)))
+	}
+}
+
+func (p *replayProgress) finish() {
+	if p.bar != nil && !p.bar.IsFinished() {
+		_ = p.bar.Finish()
+	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/ficus-project/ficus/cmd/ficus/internal/listener"
 	"github.com/ficus-project/ficus/facade"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/contract"
+	"github.com/ficus-project/ficus/platform/dryrun"
 )
 
 // facadeGCPercent is the garbage collector's target for `ficus serve facade` when GOGC is not
@@ -72,7 +74,19 @@ func serveFacade(ctx context.Context, e env, path, listenAddr, adminAddr string)
 	if err != nil {
 		return err
 	}
-	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source})
+	// The secret that signs shadowed writes for the services, and the contract's operations,
+	// which name the endpoints of shadow reports.
+	secret, secretSource, err := dryrun.LoadSecret(cfg, e.getenv)
+	if err != nil {
+		return err
+	}
+	log.Info("dry-run secret loaded", "source", secretSource)
+	v, err := contract.NewValidator()
+	if err != nil {
+		return err
+	}
+	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source,
+		DryRunSecret: secret, Endpoints: v.Operations()})
 	if err != nil {
 		return fmt.Errorf("starting the facade: %w", err)
 	}

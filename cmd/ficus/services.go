@@ -19,6 +19,7 @@ import (
 	"github.com/ficus-project/ficus/extracted/payments"
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/dryrun"
 	"github.com/ficus-project/ficus/platform/idempotency"
 	"github.com/ficus-project/ficus/platform/inbox"
 	"github.com/ficus-project/ficus/platform/outbox"
@@ -42,7 +43,11 @@ migrated at start), and the relay that publishes its stock events to the bus (so
 		},
 		run: func(ctx context.Context, e env, _ []string) error {
 			return runService(ctx, e, path, listenAddr, "inventory", func(ctx context.Context, cfg *config.Config, svc config.Service, logger *slog.Logger, reg prometheus.Registerer) (runningService, error) {
-				srv, err := inventory.Open(ctx, svc.Database, inventory.Options{Logger: logger, Resolve: cfg.Resolve})
+				verifier, err := dryRunVerifier(cfg, e.getenv, logger)
+				if err != nil {
+					return runningService{}, err
+				}
+				srv, err := inventory.Open(ctx, svc.Database, inventory.Options{Logger: logger, Resolve: cfg.Resolve, DryRun: verifier})
 				if err != nil {
 					return runningService{}, err
 				}
@@ -75,7 +80,11 @@ backlog among them.`,
 		},
 		run: func(ctx context.Context, e env, _ []string) error {
 			return runService(ctx, e, path, listenAddr, "payments", func(ctx context.Context, cfg *config.Config, svc config.Service, logger *slog.Logger, reg prometheus.Registerer) (runningService, error) {
-				srv, err := payments.Open(ctx, svc.Database, payments.Options{Logger: logger, Resolve: cfg.Resolve, Registerer: reg})
+				verifier, err := dryRunVerifier(cfg, e.getenv, logger)
+				if err != nil {
+					return runningService{}, err
+				}
+				srv, err := payments.Open(ctx, svc.Database, payments.Options{Logger: logger, Resolve: cfg.Resolve, Registerer: reg, DryRun: verifier})
 				if err != nil {
 					return runningService{}, err
 				}
@@ -184,4 +193,16 @@ func followCustomers(ctx context.Context, events config.Events, srv *payments.Se
 		}
 		pause = min(2*pause, 30*time.Second)
 	}
+}
+
+// dryRunVerifier loads the dry-run secret the service shares with the facade (dry_run in the
+// config: the variable, else the file, else a new one written there) and returns the
+// verifier of the facade's dry-run header.
+func dryRunVerifier(cfg *config.Config, getenv func(string) string, logger *slog.Logger) (*dryrun.Verifier, error) {
+	secret, source, err := dryrun.LoadSecret(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("dry-run secret loaded; shadowed writes signed by the facade run and roll back", "source", source)
+	return dryrun.NewVerifier(secret, cfg.DryRun.MaxAge.D(), nil), nil
 }

@@ -279,5 +279,5 @@ func TestEmittedEventsMatchTheirSchemas(t *testing.T) {
 // TestPostgres runs the service's suite on PostgreSQL.
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t, TestEveryOperationAnswersAsDocumented, TestErrors, TestReleasingSoldStockIsRefused,
-		TestConcurrentReservationsNeverOversell, TestListsArePaged, TestEmittedEventsMatchTheirSchemas)
+		TestConcurrentReservationsNeverOversell, TestListsArePaged, TestEmittedEventsMatchTheirSchemas, TestDryRunLeavesNothing)
 }

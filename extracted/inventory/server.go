@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/ficus-project/ficus/extracted/inventory/internal/httpapi"
+	"github.com/ficus-project/ficus/platform/dryrun"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/store"
 	"github.com/ficus-project/ficus/platform/web"
@@ -21,6 +22,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Resolve maps a relative SQLite path to a real one. Default: as given.
 	Resolve func(string) string
+	// DryRun verifies the facade's dry-run header: a verified write runs and is rolled back
+	// (platform/dryrun). Default nil: every dry-run header is refused (403).
+	DryRun *dryrun.Verifier
 }
 
 // Server is the inventory service assembled: its database, migrated, its domain API and its
@@ -63,7 +67,9 @@ func assemble(ctx context.Context, gdb *gorm.DB, opts Options) (*Server, error) 
 		}
 		return sqlDB.Ping()
 	})
-	httpapi.Register(s.echo.Group(""), s.Inventory)
+	// Every route honours the dry-run header; nothing in them waits, so the unit of work a
+	// dry run holds is short.
+	httpapi.Register(s.echo.Group("", dryrun.Middleware(gdb, opts.DryRun)), s.Inventory)
 	return s, nil
 }
 

@@ -352,5 +352,6 @@ func TestEmittedEventsMatchTheirSchemas(t *testing.T) {
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t, TestEveryOperationAnswersAsDocumented, TestErrors, TestCreditCountsMoneyOwedAndRefundsGiveItBack,
 		TestConcurrentChargesNeverOvercharge, TestIdempotentCharges, TestEmittedEventsMatchTheirSchemas,
-		TestCustomerEventsApplyOnceInVersionOrder, TestChargeForACustomerNotYetCopied, TestFollowCustomersThroughTheBus)
+		TestCustomerEventsApplyOnceInVersionOrder, TestChargeForACustomerNotYetCopied, TestFollowCustomersThroughTheBus,
+		TestDryRunChargeLeavesNothing)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ficus-project/ficus/extracted/payments/internal/httpapi"
 	"github.com/ficus-project/ficus/platform/bus"
+	"github.com/ficus-project/ficus/platform/dryrun"
 	"github.com/ficus-project/ficus/platform/idempotency"
 	"github.com/ficus-project/ficus/platform/inbox"
 	"github.com/ficus-project/ficus/platform/outbox"
@@ -40,6 +41,9 @@ type Options struct {
 	// BacklogInterval is how often FollowCustomers measures the copy's backlog for the
 	// metrics. Default 1s.
 	BacklogInterval time.Duration
+	// DryRun verifies the facade's dry-run header: a verified charge or refund runs and is
+	// rolled back (platform/dryrun). Default nil: every dry-run header is refused (403).
+	DryRun *dryrun.Verifier
 }
 
 func (o *Options) setDefaults() error {
@@ -115,7 +119,7 @@ func assemble(ctx context.Context, gdb *gorm.DB, opts Options) (*Server, error) 
 		}
 		return sqlDB.Ping()
 	})
-	httpapi.Register(s.echo.Group(""), s.Payments, idempotency.Middleware(gdb, idempotency.Options{}))
+	httpapi.Register(s.echo.Group(""), s.Payments, idempotency.Middleware(gdb, idempotency.Options{}), dryrun.Middleware(gdb, opts.DryRun))
 	// Not part of the shop's contract: the service's own, like /readyz, and hidden by the
 	// facade's internal_paths (everything under /readyz).
 	s.echo.GET("/readyz/customers", customers.serveStatus)

@@ -32,6 +32,8 @@ type Config struct {
 	Events Events `yaml:"events" json:"events"`
 	// Retention bounds the tables Ficus keeps for itself (idempotency keys, outbox, inbox).
 	Retention Retention `yaml:"retention" json:"retention"`
+	// DryRun is how shadowed writes are marked for the services, and how they check the mark.
+	DryRun DryRun `yaml:"dry_run" json:"dry_run"`
 
 	// Path is the file the config was read from; relative paths inside it resolve against its
 	// directory.
@@ -60,6 +62,12 @@ type Facade struct {
 	// [/metrics, /healthz, /readyz, /livez, /debug]; an empty list [] exposes them all. At
 	// most 64 paths.
 	InternalPaths []string `yaml:"internal_paths" json:"internal_paths"`
+	// Shadow bounds the shadow path every route's shadow shares.
+	Shadow FacadeShadow `yaml:"shadow" json:"shadow"`
+	// Canary says how testers force a canary route's backend.
+	Canary FacadeCanary `yaml:"canary" json:"canary"`
+	// Record records a sample of live traffic for `ficus compare -traffic`.
+	Record FacadeRecord `yaml:"record" json:"record"`
 }
 
 // Admin is the facade's admin listener.
@@ -92,6 +100,10 @@ type Backend struct {
 	Bulkhead Bulkhead `yaml:"bulkhead" json:"bulkhead"`
 	// Health is the backend's active health check.
 	Health Health `yaml:"health" json:"health"`
+	// DryRun declares that the backend honours the facade's signed Ficus-Dry-Run header: it
+	// runs the request and rolls its transaction back, so unsafe requests may be shadowed
+	// to it. Default false.
+	DryRun bool `yaml:"dry_run" json:"dry_run"`
 }
 
 // Retry is a backend's retry policy. Only idempotent requests (safe methods, PUT, DELETE, or
@@ -170,6 +182,9 @@ type Route struct {
 	Canary *Canary `yaml:"canary,omitempty" json:"canary,omitempty"`
 	// Fallback names a backend that serves safe requests when the primary is unavailable.
 	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	// Promote sets the gates of `ficus promote` and the canary's automatic rollback. A
+	// route with a shadow or a canary gets the defaults without one.
+	Promote *Promote `yaml:"promote,omitempty" json:"promote,omitempty"`
 }
 
 // Match selects requests by path prefix, method and headers.
@@ -180,26 +195,6 @@ type Match struct {
 	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
 	// Headers, if set, must all be present with exactly these values.
 	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
-}
-
-// Shadow mirrors a route's requests to a candidate backend and compares the answers.
-type Shadow struct {
-	// To names the candidate backend. Required.
-	To string `yaml:"to" json:"to"`
-	// Sample is the fraction of requests mirrored, 0 to 1. Default 1.
-	Sample *float64 `yaml:"sample,omitempty" json:"sample,omitempty"`
-	// Ignore lists JSON pointers (/updated_at, /items/*/id) left out of the comparison.
-	Ignore []string `yaml:"ignore,omitempty" json:"ignore,omitempty"`
-}
-
-// Canary sends a share of a route's requests to another backend.
-type Canary struct {
-	// To names the canary backend. Required.
-	To string `yaml:"to" json:"to"`
-	// Percent of requests sent to the canary, 0 to 100.
-	Percent float64 `yaml:"percent" json:"percent"`
-	// Sticky keeps a client on one side: "header:NAME" or "cookie:NAME". Default: not sticky.
-	Sticky string `yaml:"sticky,omitempty" json:"sticky,omitempty"`
 }
 
 // Monolith configures the modular monolith.
@@ -286,6 +281,16 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 // MarshalText writes d as a string (JSON on the admin API).
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalText reads a duration as MarshalText writes it (what admin API clients decode).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // setDefaults fills every unset option with its documented default.
 func (c *Config) setDefaults() {
 	def := func(s *string, v string) {
@@ -358,10 +363,6 @@ func (c *Config) setDefaults() {
 		if r.Name == "" {
 			r.Name = defaultRouteName(r.Match)
 		}
-		if r.Shadow != nil && r.Shadow.Sample == nil {
-			one := 1.0
-			r.Shadow.Sample = &one
-		}
 	}
 	def(&c.Monolith.Listen, "127.0.0.1:8081")
 	def(&c.Monolith.Database, "sqlite:data/monolith.db")
@@ -381,6 +382,7 @@ func (c *Config) setDefaults() {
 	def(&c.Events.Embedded.Listen, "127.0.0.1:4222")
 	def(&c.Events.Embedded.Store, "data/nats")
 	c.setRetentionDefaults()
+	c.setTrafficDefaults()
 }
 
 // Resolve returns p resolved against the config file's directory when it is relative.

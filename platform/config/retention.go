@@ -203,3 +203,13 @@ func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 
 // MarshalText writes b as a string (JSON on the admin API).
 func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// UnmarshalText reads a size as MarshalText writes it (what admin API clients decode).
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	v, err := ParseByteSize(string(text))
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}

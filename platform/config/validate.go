@@ -160,6 +160,7 @@ func (p *parser) validate(c *Config) {
 	}
 	p.validateListen("events.embedded.listen", c.Events.Embedded.Listen)
 	p.validateRetention(c)
+	p.validateTraffic(c)
 }
 
 // validateFacade checks the facade's own settings.

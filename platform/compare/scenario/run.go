@@ -118,7 +118,7 @@ func Run(ctx context.Context, suite *Suite, a, b Target, opts Options) (*Report,
 			errs = append(errs, fmt.Errorf("no scenario %q in suite %s", name, suite.Name))
 		}
 	}
-	endpoints, err := parseEndpoints(opts.Endpoints)
+	endpoints, err := compare.NewEndpoints(opts.Endpoints)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -167,7 +167,7 @@ func Run(ctx context.Context, suite *Suite, a, b Target, opts Options) (*Report,
 
 type runner struct {
 	opts      Options
-	endpoints []endpointTemplate
+	endpoints *compare.Endpoints
 	comparers map[*Step]*compare.Comparer
 	plain     *compare.Comparer // for expected values: no rules
 	ids       compare.IDs
@@ -460,7 +460,7 @@ func (r *runner) send(ctx context.Context, s *side, b built) exchange {
 		return x
 	}
 	x.resp = compare.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
-	if r.opts.Check != nil && (len(r.endpoints) == 0 || r.template(b.method, b.path) >= 0) {
+	if r.opts.Check != nil && (r.endpoints.Len() == 0 || r.endpointMatches(b.method, b.path)) {
 		if err := r.opts.Check(ctx, req, resp.StatusCode, resp.Header, data); err != nil {
 			x.failures = append(x.failures, fmt.Sprintf("the answer breaks the contract: %v", err))
 		}

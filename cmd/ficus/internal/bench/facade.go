@@ -180,9 +180,22 @@ func joinInts(ns []int) string {
 }
 
 // ServeBackend serves the benchmark backend on ln until ctx is done, after printing
-// "backend listening on http://ADDR" for the parent to read.
-func ServeBackend(ctx context.Context, ln net.Listener, stdout io.Writer) error {
-	return serveBenchProcess(ctx, ln, "backend", benchBackendHandler(), stdout)
+// "backend listening on http://ADDR" for the parent to read. Each answer waits delay first
+// (a slow candidate, for bench shadow).
+func ServeBackend(ctx context.Context, ln net.Listener, delay time.Duration, stdout io.Writer) error {
+	h := benchBackendHandler()
+	if delay > 0 {
+		fast := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+			fast.ServeHTTP(w, r)
+		})
+	}
+	return serveBenchProcess(ctx, ln, "backend", h, stdout)
 }
 
 // ServeStockProxy serves a stock httputil.ReverseProxy to target on ln until ctx is done,

@@ -19,13 +19,13 @@ type Service interface {
 	AwaitCustomer(ctx context.Context, customerID string) error
 }
 
-// Register adds the service's routes to g; idempotent guards the unsafe POST. A charge
-// first waits, outside the idempotency middleware's unit of work, for the service's copy of
-// its customer (awaitCustomer).
-func Register(g *echo.Group, s Service, idempotent echo.MiddlewareFunc) {
-	g.POST("/api/payments", charge(s), awaitCustomer(s), idempotent)
-	g.GET("/api/payments/:id", get(s))
-	g.POST("/api/payments/:id/refund", refund(s))
+// Register adds the service's routes to g; idempotent guards the unsafe POST, and dryRun
+// honours the facade's dry-run header on the unsafe routes. A charge first waits, outside
+// the units of work of both, for the service's copy of its customer (awaitCustomer).
+func Register(g *echo.Group, s Service, idempotent, dryRun echo.MiddlewareFunc) {
+	g.POST("/api/payments", charge(s), awaitCustomer(s), dryRun, idempotent)
+	g.GET("/api/payments/:id", get(s), dryRun)
+	g.POST("/api/payments/:id/refund", refund(s), dryRun)
 }
 
 // awaitCustomer holds a well-formed charge until the service's copy of the customers has its
