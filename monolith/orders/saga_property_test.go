@@ -77,21 +77,21 @@ func (p *process) close() {
 }
 
 // openSagaDB opens a fresh database with the orders module's tables (and the outbox its
-// order_placed events go to).
-func openSagaDB(t testing.TB) *gorm.DB {
+// order_placed events go to). close closes it (it is dropped when t ends).
+func openSagaDB(t testing.TB) (gdb *gorm.DB, close func()) {
 	t.Helper()
 	ctx := context.Background()
 	gdb, err := store.Open(ctx, storetest.DSN(t), store.Options{Modules: []string{orders.Module}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = store.Close(gdb) })
 	for _, m := range []func(context.Context, *gorm.DB) error{outbox.Migrate, orders.Migrate} {
 		if err := m(ctx, gdb); err != nil {
+			_ = store.Close(gdb)
 			t.Fatal(err)
 		}
 	}
-	return gdb
+	return gdb, func() { _ = store.Close(gdb) }
 }
 
 // TestSagaProperties: random orders meet random failures — declined cards, a gateway
@@ -103,7 +103,9 @@ func openSagaDB(t testing.TB) *gorm.DB {
 // placed order with a total has its payment, and no order was charged twice.
 func TestSagaProperties(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		checkSagaProperties(rt, openSagaDB(t)) // a fresh database for each check
+		gdb, close := openSagaDB(t) // a fresh database for each check
+		defer close()
+		checkSagaProperties(rt, gdb)
 	})
 }
 
