@@ -1,11 +1,11 @@
 package idempotency_test
 
 import (
-	"strings"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"

@@ -37,7 +37,7 @@ type ports struct {
 func remoteClient(t *testing.T, name, url string) *remote.Client {
 	t.Helper()
 	c, err := remote.NewClient(name, config.Backend{URL: url, Timeout: config.Duration(2 * time.Second),
-		Retry: config.Retry{Attempts: 3, Backoff: config.Duration(5 * time.Millisecond), MaxBackoff: config.Duration(20 * time.Millisecond), Budget: 1},
+		Retry:   config.Retry{Attempts: 3, Backoff: config.Duration(5 * time.Millisecond), MaxBackoff: config.Duration(20 * time.Millisecond), Budget: 1},
 		Breaker: config.Breaker{ConsecutiveFailures: 5, OpenFor: config.Duration(time.Second), HalfOpenRequests: 1}}, remote.Options{})
 	if err != nil {
 		t.Fatal(err)
