@@ -261,5 +261,7 @@ func TestRemoteAdapterResilience(t *testing.T) {
 
 // TestPostgres runs the shop's storage-dependent tests on PostgreSQL.
 func TestPostgres(t *testing.T) {
-	storetest.Postgres(t, TestPortsContract, TestRemoteAdapterRefusesCallsInsideAWriteTransaction)
+	storetest.Postgres(t, TestPortsContract, TestRemoteAdapterRefusesCallsInsideAWriteTransaction,
+		TestSagaPlacesOrdersAcrossTheServices, TestSagaWaitsForAServiceThatIsDown, TestSagaTimeoutCompensates,
+		TestChargeCompletesOnThePaymentEvent, TestMixedModeSaga, TestDetailsWithASideDown, TestDetailsInLocalMode)
 }
