@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ficus-project/ficus/cmd/ficus/internal/shop"
+	"github.com/ficus-project/ficus/platform/contract"
 	"github.com/ficus-project/ficus/platform/store/storetest"
 )
 
@@ -49,7 +51,14 @@ func (a answer) json(t *testing.T) map[string]any {
 	return v
 }
 
-// send sends a request with a JSON body (when not empty) and header pairs.
+var (
+	validatorOnce sync.Once
+	validator     *contract.Validator
+	validatorErr  error
+)
+
+// send sends a request with a JSON body (when not empty) and header pairs, and checks the
+// answer against the OpenAPI document.
 func send(t *testing.T, method, url, body string, header ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -71,6 +80,13 @@ func send(t *testing.T, method, url, body string, header ...string) answer {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	validatorOnce.Do(func() { validator, validatorErr = contract.NewValidator() })
+	if validatorErr != nil {
+		t.Fatal(validatorErr)
+	}
+	if err := validator.CheckResponse(context.Background(), req, resp.StatusCode, resp.Header, b); err != nil {
+		t.Errorf("%s %s: the answer breaks the contract: %v", method, url, err)
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, body: b}
 }
