@@ -138,6 +138,9 @@ func assemble(ctx context.Context, db *gorm.DB, cfg *config.Config, opts Options
 		OnSagaSave:        newSagaMetrics(opts.Registerer),
 	}
 	m.Orders = orders.New(db, localCustomers{m.Customers}, stock, pay, ordersOpts)
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(sagaGauge{db: db})
+	}
 
 	m.echo = web.New(opts.Logger, func() error {
 		sqlDB, err := db.DB()
@@ -330,4 +333,25 @@ func newSagaMetrics(reg prometheus.Registerer) func(from, to string) {
 		reg.MustRegister(c)
 	}
 	return func(_, to string) { c.WithLabelValues(to).Inc() }
+}
+
+// sagaGauge reports how many order sagas are in each state when scraped: the stuck ones are
+// what an operator must look at (alert on ficus_sagas{state="stuck"} > 0).
+type sagaGauge struct{ db *gorm.DB }
+
+var sagaDesc = prometheus.NewDesc("ficus_sagas", "Order sagas by state (running, compensating, stuck, placed, cancelled).", []string{"state"}, nil)
+
+func (g sagaGauge) Describe(ch chan<- *prometheus.Desc) { ch <- sagaDesc }
+
+func (g sagaGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := orders.CountSagas(ctx, g.db)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(sagaDesc, err)
+		return
+	}
+	for _, st := range orders.SagaStates {
+		ch <- prometheus.MustNewConstMetric(sagaDesc, prometheus.GaugeValue, float64(counts[st]), st)
+	}
 }

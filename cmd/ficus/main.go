@@ -50,6 +50,7 @@ One binary runs every component and the tools to operate them.`,
 			eventsCommand(),
 			benchCommand(),
 			migrateCommand(),
+			sagasCommand(),
 		},
 	}
 }

@@ -554,53 +554,86 @@ func (s *Service) cancelBySaga(ctx context.Context, id string) (Order, error) {
 
 // Saga returns an order's saga.
 func (s *Service) Saga(ctx context.Context, id string) (Saga, error) {
-	sg, err := db.GetSaga(store.Conn(ctx, s.db), id)
+	return GetSaga(ctx, s.db, id)
+}
+
+// Sagas returns up to limit sagas in state (any when empty), oldest first, after the saga
+// afterID ("" for the first page).
+func (s *Service) Sagas(ctx context.Context, state, afterID string, limit int) ([]Saga, error) {
+	return ListSagas(ctx, s.db, state, afterID, limit)
+}
+
+// SagaCounts returns how many sagas are in each state.
+func (s *Service) SagaCounts(ctx context.Context) (map[string]int64, error) {
+	return CountSagas(ctx, s.db)
+}
+
+// ResumeSaga takes a stuck saga up again (see the function ResumeSaga), and wakes this
+// module's runner for it.
+func (s *Service) ResumeSaga(ctx context.Context, id string) (Saga, error) {
+	sg, err := ResumeSaga(ctx, s.db, id, s.sagas.Now())
+	if err != nil {
+		return Saga{}, err
+	}
+	s.sagas.Wake(id)
+	return sg, nil
+}
+
+// The functions below work on the monolith's database directly, with no module running:
+// for tools (ficus sagas) as much as for the module itself.
+
+// GetSaga returns an order's saga; ErrSagaNotFound when it has none.
+func GetSaga(ctx context.Context, gdb *gorm.DB, id string) (Saga, error) {
+	sg, err := db.GetSaga(store.Conn(ctx, store.Handle(gdb, Module)), id)
 	if errors.Is(err, ErrNotFound) {
 		return Saga{}, ErrSagaNotFound
 	}
 	return sg, err
 }
 
-// Sagas returns up to limit sagas in state (any when empty), oldest first, after the saga
-// afterID ("" for the first page).
-func (s *Service) Sagas(ctx context.Context, state, afterID string, limit int) ([]Saga, error) {
-	return db.ListSagas(store.Conn(ctx, s.db), state, afterID, limit)
+// ListSagas returns up to limit sagas in state (any when empty), oldest first (by id), after
+// the saga afterID ("" for the first page).
+func ListSagas(ctx context.Context, gdb *gorm.DB, state, afterID string, limit int) ([]Saga, error) {
+	return db.ListSagas(store.Conn(ctx, store.Handle(gdb, Module)), state, afterID, limit)
 }
 
-// SagaCounts returns how many sagas are in each state.
-func (s *Service) SagaCounts(ctx context.Context) (map[string]int64, error) {
-	return db.CountSagas(store.Conn(ctx, s.db))
+// CountSagas returns how many sagas are in each state.
+func CountSagas(ctx context.Context, gdb *gorm.DB) (map[string]int64, error) {
+	return db.CountSagas(store.Conn(ctx, store.Handle(gdb, Module)))
 }
 
-// ResumeSaga takes a stuck saga up again: its failed compensation gets a fresh set of
-// attempts, at once, driven by the runner of whichever process resumes it first (this
-// one's, when it runs). A saga that is not stuck is ErrNotStuck.
-func (s *Service) ResumeSaga(ctx context.Context, id string) (Saga, error) {
+// ResumeSaga takes a stuck saga up again at now: its failed compensation gets a fresh set of
+// attempts, at once, and any process's runner may take it (the monolith's scheduler finds
+// it within its poll, or on its next start). A saga that is not stuck is ErrNotStuck.
+func ResumeSaga(ctx context.Context, gdb *gorm.DB, id string, now time.Time) (Saga, error) {
+	h := store.Handle(gdb, Module)
 	var out Saga
-	err := store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		sg, changed, err := s.sagas.Change(ctx, tx, id, func(sg *domain.Saga) bool {
-			if !sg.Resume(s.sagas.Now()) {
-				return false
+	for range 5 {
+		err := store.Write(ctx, h, func(ctx context.Context, tx *gorm.DB) error {
+			sg, err := db.GetSaga(tx, id)
+			if errors.Is(err, ErrNotFound) {
+				return ErrSagaNotFound
+			}
+			if err != nil {
+				return err
+			}
+			prev := sg.Version
+			if !sg.Resume(now.UTC()) {
+				return fault.Wrapf(ErrNotStuck, "saga %s is %s", id, sg.State)
 			}
 			// Free for whichever runner looks first.
+			sg.Version++
 			sg.Owner, sg.LeaseUntil = "", time.Time{}
-			return true
+			out = sg
+			return db.SaveSaga(tx, sg, prev)
 		})
-		if errors.Is(err, ErrNotFound) {
-			return ErrSagaNotFound
+		if errors.Is(err, db.ErrVersion) {
+			continue
 		}
 		if err != nil {
-			return err
+			return Saga{}, fmt.Errorf("resuming saga %s: %w", id, err)
 		}
-		if !changed {
-			return fault.Wrapf(ErrNotStuck, "saga %s is %s", id, sg.State)
-		}
-		out = sg
-		return nil
-	})
-	if err != nil {
-		return Saga{}, fmt.Errorf("resuming saga %s: %w", id, err)
+		return out, nil
 	}
-	s.sagas.Wake(id)
-	return out, nil
+	return Saga{}, fmt.Errorf("resuming saga %s: it kept changing under us; try again", id)
 }
