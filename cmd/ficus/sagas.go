@@ -120,16 +120,8 @@ func writeSagas(w io.Writer, sagas []orders.Saga) {
 	fmt.Fprintln(tw, "ORDER\tKIND\tSTATE\tSTEP\tATTEMPTS\tREASON\tUPDATED\tLAST ERROR")
 	for _, sg := range sagas {
 		step, attempts, lastErr := "-", "-", ""
-		if st := sg.Current(); st != nil {
-			step, attempts = st.Name, fmt.Sprint(st.Attempts)
-		} else if st := lastFailed(sg); st != nil {
-			step, attempts = st.Name, fmt.Sprint(st.Attempts)
-		}
-		for i := len(sg.Steps) - 1; i >= 0; i-- {
-			if sg.Steps[i].Error != "" {
-				lastErr = sg.Steps[i].Name + ": " + sg.Steps[i].Error
-				break
-			}
+		if st := focus(sg); st != nil {
+			step, attempts, lastErr = st.Name, fmt.Sprint(st.Attempts), st.Error
 		}
 		if len(lastErr) > 120 {
 			lastErr = lastErr[:120] + "…"
@@ -144,14 +136,26 @@ func writeSagas(w io.Writer, sagas []orders.Saga) {
 	_ = tw.Flush()
 }
 
-// lastFailed is the step a stuck saga is stuck at.
+// focus is the step that says where a saga is: the one running, or the compensation a stuck
+// saga is stuck at.
+func focus(sg orders.Saga) *orders.SagaStep {
+	if st := sg.Current(); st != nil {
+		return st
+	}
+	return lastFailed(sg)
+}
+
+// lastFailed is the compensation a stuck saga is stuck at.
 func lastFailed(sg orders.Saga) *orders.SagaStep {
 	if sg.State != orders.SagaStuck {
 		return nil
 	}
 	for i := len(sg.Steps) - 1; i >= 0; i-- {
-		if sg.Steps[i].Status == "failed" {
-			return &sg.Steps[i]
+		switch st := &sg.Steps[i]; st.Name {
+		case "refund", "release", "return":
+			if st.Status == "failed" {
+				return st
+			}
 		}
 	}
 	return nil
