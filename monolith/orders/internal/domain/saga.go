@@ -182,12 +182,20 @@ func (s *Saga) Current() *SagaStep {
 			}
 		}
 	case SagaCompensating:
-		// Compensations run in the reverse order of their steps: the last recorded first.
+		// Compensations run in the reverse order of their steps, the last recorded first; one
+		// that fails takes turns with the others (fewest attempts first), so a refund waiting
+		// for the payments service to come back does not keep the stock held.
+		var next *SagaStep
 		for i := len(s.Steps) - 1; i >= 0; i-- {
-			if st := &s.Steps[i]; !isForward(st.Name) && (st.Status == StepPending || st.Status == StepRunning) {
-				return st
+			st := &s.Steps[i]
+			if isForward(st.Name) || (st.Status != StepPending && st.Status != StepRunning) {
+				continue
+			}
+			if next == nil || st.Attempts < next.Attempts {
+				next = st
 			}
 		}
+		return next
 	}
 	return nil
 }
