@@ -263,5 +263,5 @@ func TestRemoteAdapterResilience(t *testing.T) {
 func TestPostgres(t *testing.T) {
 	storetest.Postgres(t, TestPortsContract, TestRemoteAdapterRefusesCallsInsideAWriteTransaction,
 		TestSagaPlacesOrdersAcrossTheServices, TestSagaWaitsForAServiceThatIsDown, TestSagaTimeoutCompensates,
-		TestChargeCompletesOnThePaymentEvent, TestMixedModeSaga, TestDetailsWithASideDown, TestDetailsInLocalMode)
+		TestChargeCompletesOnThePaymentEvent, TestMixedModeSaga, TestDetailsWithASideDown, TestDetailsInLocalMode, TestOrdersAlikeInLocalAndRemoteMode)
 }
