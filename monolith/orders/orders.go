@@ -378,9 +378,14 @@ func (s *Service) placeBySaga(ctx context.Context, p PlaceOrder) (Order, error) 
 		return Order{}, fmt.Errorf("placing order: %w", err)
 	}
 	if started {
-		s.sagas.Kick(sg.ID)
+		sg, err = s.sagas.KickAndAwait(ctx, sg, s.opts.ReplyWithin)
+	} else {
+		sg, err = s.sagas.Await(ctx, sg.ID, s.opts.ReplyWithin)
 	}
-	return s.awaitPlaced(ctx, sg.ID)
+	if err != nil {
+		return Order{}, fmt.Errorf("placing order: %w", err)
+	}
+	return placed(sg)
 }
 
 func (s *Service) sagaTimeout() time.Duration {
@@ -390,20 +395,14 @@ func (s *Service) sagaTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// awaitPlaced waits for saga id and says what became of its order.
-func (s *Service) awaitPlaced(ctx context.Context, id string) (Order, error) {
-	sg, err := s.sagas.Await(ctx, id, s.opts.ReplyWithin)
-	if err != nil {
-		return Order{}, fmt.Errorf("placing order: %w", err)
-	}
+// placed says what became of a place saga's order, as its client learns it: the order
+// placed, the error that cancelled it, or — still at work — the order pending.
+func placed(sg domain.Saga) (Order, error) {
 	switch {
 	case sg.State == SagaPlaced:
-		o, err := db.Get(store.Conn(ctx, s.db), id)
-		if err != nil {
-			return Order{}, fmt.Errorf("placing order: %w", err)
-		}
-		o.Saga = &sg
-		return o, nil
+		// What recordPlaced recorded, without reading it back.
+		return Order{ID: sg.ID, CustomerID: sg.CustomerID, Status: Placed, TotalCents: sg.TotalCents, PaymentID: sg.PaymentID,
+			Lines: sg.Lines, CreatedAt: sg.CreatedAt.Truncate(time.Millisecond), Saga: &sg}, nil
 	case sg.State == SagaCancelled && sg.Reason != nil:
 		return Order{}, fmt.Errorf("placing order: %w", sg.Reason.Err())
 	}

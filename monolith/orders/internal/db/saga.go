@@ -171,12 +171,11 @@ func SaveSaga(tx *gorm.DB, s domain.Saga, prev int64) error {
 	if err != nil {
 		return err
 	}
-	res := tx.Model(&sagaRow{}).Where("id = ? AND version = ?", s.ID, prev).Updates(map[string]any{
-		"kind": r.Kind, "customer_id": r.CustomerID, "request": r.Request, "lines": r.Lines, "total_cents": r.TotalCents,
-		"payment_id": r.PaymentID, "state": r.State, "step": r.Step, "steps": r.Steps, "reason": r.Reason,
-		"version": r.Version, "owner": r.Owner, "lease_until": r.LeaseUntil, "next_at": r.NextAt, "deadline": r.Deadline,
-		"updated_at": r.UpdatedAt, "finished_at": r.FinishedAt,
-	})
+	res := tx.Exec(`UPDATE orders_sagas SET kind = ?, customer_id = ?, request = ?, lines = ?, total_cents = ?,
+		payment_id = ?, state = ?, step = ?, steps = ?, reason = ?, version = ?, owner = ?, lease_until = ?, next_at = ?,
+		deadline = ?, updated_at = ?, finished_at = ? WHERE id = ? AND version = ?`,
+		r.Kind, r.CustomerID, r.Request, r.Lines, r.TotalCents, r.PaymentID, r.State, r.Step, r.Steps, r.Reason,
+		r.Version, r.Owner, r.LeaseUntil, r.NextAt, r.Deadline, r.UpdatedAt, r.FinishedAt, s.ID, prev)
 	if res.Error != nil {
 		return fmt.Errorf("saving saga %s: %w", s.ID, res.Error)
 	}

@@ -114,8 +114,8 @@ type Runner struct {
 	wakeup chan struct{} // wakes the scheduler
 
 	mu      sync.Mutex
-	active  map[string]chan struct{}   // sagas driven in this process → their wake channel
-	waiters map[string][]chan struct{} // Await calls, by saga
+	active  map[string]chan struct{}      // sagas driven in this process → their wake channel
+	waiters map[string][]chan domain.Saga // Await calls, by saga: told the saga when it ends
 }
 
 // New returns a runner of the sagas in db (the orders module's handle).
@@ -159,7 +159,7 @@ func New(gdb *gorm.DB, ports Ports, hooks Hooks, opts Options) *Runner {
 	ctx, cancel := context.WithCancel(opts.Context)
 	return &Runner{db: gdb, ports: ports, hooks: hooks, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel,
 		slots: make(chan struct{}, opts.Concurrency), wakeup: make(chan struct{}, 1),
-		active: map[string]chan struct{}{}, waiters: map[string][]chan struct{}{}}
+		active: map[string]chan struct{}{}, waiters: map[string][]chan domain.Saga{}}
 }
 
 // Owner returns the name this runner drives sagas under.
@@ -179,10 +179,13 @@ func (r *Runner) Close() {
 }
 
 // Kick starts driving saga id now, if a slot is free; otherwise the scheduler takes it.
-func (r *Runner) Kick(id string) {
+func (r *Runner) Kick(id string) { r.kick(id, nil) }
+
+// kick is Kick, with the saga as just saved when the caller has it.
+func (r *Runner) kick(id string, known *domain.Saga) {
 	select {
 	case r.slots <- struct{}{}:
-		if !r.launch(id) {
+		if !r.launch(id, known) {
 			<-r.slots
 		}
 	default:
@@ -214,7 +217,7 @@ func (r *Runner) wakeScheduler() {
 }
 
 // launch starts a driver for id, holding a slot the caller took, unless one runs already.
-func (r *Runner) launch(id string) bool {
+func (r *Runner) launch(id string, known *domain.Saga) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.active[id]; ok || r.ctx.Err() != nil {
@@ -229,7 +232,7 @@ func (r *Runner) launch(id string) bool {
 			r.mu.Unlock()
 			<-r.slots
 		}()
-		r.drive(id, wake)
+		r.drive(id, known, wake)
 	})
 	return true
 }
@@ -252,7 +255,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			select {
 			case r.slots <- struct{}{}:
-				if !r.launch(id) {
+				if !r.launch(id, nil) {
 					<-r.slots
 				}
 			case <-ctx.Done():
@@ -275,11 +278,42 @@ func (r *Runner) Run(ctx context.Context) error {
 // Await waits up to d for saga id to reach an end (placed, cancelled) or to be stuck, and
 // returns it as it then is.
 func (r *Runner) Await(ctx context.Context, id string, d time.Duration) (domain.Saga, error) {
-	ch := make(chan struct{}, 1)
+	ch, stop := r.watch(id)
+	defer stop()
+	s, err := db.GetSaga(store.Conn(ctx, r.db), id)
+	if err != nil || s.Terminal() || s.State == domain.SagaStuck {
+		return s, err
+	}
+	return r.await(ctx, id, ch, d)
+}
+
+// KickAndAwait starts driving s, a saga just recorded, and waits up to d for it as Await
+// does; it need not read the saga first, since it watches before the saga can move.
+func (r *Runner) KickAndAwait(ctx context.Context, s domain.Saga, d time.Duration) (domain.Saga, error) {
+	ch, stop := r.watch(s.ID)
+	defer stop()
+	r.kick(s.ID, &s)
+	return r.await(ctx, s.ID, ch, d)
+}
+
+// await waits for the saga's end on ch, for at most d; past d it reads the saga as it is.
+func (r *Runner) await(ctx context.Context, id string, ch <-chan domain.Saga, d time.Duration) (domain.Saga, error) {
+	select {
+	case s := <-ch:
+		return s, nil
+	case <-r.opts.After(d):
+	case <-ctx.Done():
+	}
+	return db.GetSaga(store.Conn(context.WithoutCancel(ctx), r.db), id)
+}
+
+// watch registers for the end of saga id; stop unregisters.
+func (r *Runner) watch(id string) (<-chan domain.Saga, func()) {
+	ch := make(chan domain.Saga, 1)
 	r.mu.Lock()
 	r.waiters[id] = append(r.waiters[id], ch)
 	r.mu.Unlock()
-	defer func() {
+	return ch, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		ws := r.waiters[id]
@@ -294,49 +328,44 @@ func (r *Runner) Await(ctx context.Context, id string, d time.Duration) (domain.
 		} else {
 			r.waiters[id] = ws
 		}
-	}()
-	timeout := r.opts.After(d)
-	for {
-		s, err := db.GetSaga(store.Conn(ctx, r.db), id)
-		if err != nil || s.Terminal() || s.State == domain.SagaStuck {
-			return s, err
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			return db.GetSaga(store.Conn(ctx, r.db), id)
-		case <-ctx.Done():
-			return s, nil
-		}
 	}
 }
 
-// notify wakes the Await calls of saga id.
-func (r *Runner) notify(id string) {
+// notify tells the Await calls of a saga that it ended (or is stuck).
+func (r *Runner) notify(s domain.Saga) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, w := range r.waiters[id] {
+	for _, w := range r.waiters[s.ID] {
 		select {
-		case w <- struct{}{}:
+		case w <- s:
 		default:
 		}
 	}
 }
 
 // drive runs saga id until it ends, is stuck, waits longer than inlineWait, belongs to
-// another process, or the runner closes.
-func (r *Runner) drive(id string, wake <-chan struct{}) {
+// another process, or the runner closes. It reads the saga again only when it may have
+// changed under it: at first, after a save that did not go through, and when woken.
+func (r *Runner) drive(id string, known *domain.Saga, wake <-chan struct{}) {
 	ctx := r.ctx
+	var s domain.Saga
+	stale := true
+	if known != nil {
+		s, stale = *known, false
+	}
 	for ctx.Err() == nil {
-		s, err := db.GetSaga(store.Conn(ctx, r.db), id)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, domain.ErrNotFound) {
-				r.log.Error("saga: loading", "saga", id, "err", err)
+		if stale {
+			var err error
+			if s, err = db.GetSaga(store.Conn(ctx, r.db), id); err != nil {
+				if ctx.Err() == nil && !errors.Is(err, domain.ErrNotFound) {
+					r.log.Error("saga: loading", "saga", id, "err", err)
+				}
+				return
 			}
-			return
 		}
+		stale = true
 		if s.Terminal() || s.State == domain.SagaStuck {
-			r.notify(id)
+			r.notify(s)
 			return
 		}
 		now := r.Now()
@@ -346,7 +375,7 @@ func (r *Runner) drive(id string, wake <-chan struct{}) {
 		if s.Owner != r.opts.Owner || s.LeaseUntil.Sub(now) < r.opts.Lease/2 {
 			// Take the saga (a crashed process's, once its lease ran out) or renew the lease
 			// before a call that may take a while.
-			r.save(ctx, s, func(s *domain.Saga) {
+			s, stale = r.save(ctx, s, func(s *domain.Saga) {
 				if s.Owner != r.opts.Owner {
 					s.TakeOver(now)
 				}
@@ -358,7 +387,7 @@ func (r *Runner) drive(id string, wake <-chan struct{}) {
 			if st := s.Current(); st != nil && st.Error != "" {
 				cause = st.Name + ": " + st.Error
 			}
-			r.save(ctx, s, func(s *domain.Saga) { s.Timeout(now, cause) })
+			s, stale = r.save(ctx, s, func(s *domain.Saga) { s.Timeout(now, cause) })
 			continue
 		}
 		if wait := s.NextAt.Sub(now); wait > 0 {
@@ -368,26 +397,30 @@ func (r *Runner) drive(id string, wake <-chan struct{}) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-wake:
+			case <-wake: // changed outside: read it again
 			case <-r.opts.After(wait):
+				stale = false
 			}
 			continue
 		}
-		r.step(ctx, s)
+		s, stale = r.step(ctx, s)
 	}
 }
 
 // save applies change to s and stores it over the version s was loaded at, with this
-// runner's lease. It reports whether it saved; a conflict (someone else moved the saga on)
-// is not an error: the caller reads the saga again.
-func (r *Runner) save(ctx context.Context, s domain.Saga, change func(*domain.Saga)) bool {
+// runner's lease. It returns the saga as saved, or stale when it did not save: a conflict
+// (someone else moved the saga on) is not an error, the caller reads the saga again.
+func (r *Runner) save(ctx context.Context, s domain.Saga, change func(*domain.Saga)) (domain.Saga, bool) {
 	from := s.State
 	var saved domain.Saga
 	err := store.Write(ctx, r.db, func(ctx context.Context, tx *gorm.DB) error {
 		saved = r.next(s, change)
 		return r.persist(ctx, tx, from, saved, s.Version)
 	})
-	return r.after(s, saved, err)
+	if !r.after(s, saved, err) {
+		return s, true
+	}
+	return saved, false
 }
 
 // next returns a copy of s changed by change, ready to be saved by this runner.
@@ -457,16 +490,17 @@ func (r *Runner) after(s, saved domain.Saga, err error) bool {
 		}
 	}
 	if saved.Terminal() || saved.State == domain.SagaStuck {
-		r.notify(saved.ID)
+		r.notify(saved)
 	}
 	return true
 }
 
-// step makes one attempt at s's current step and records its outcome.
-func (r *Runner) step(ctx context.Context, s domain.Saga) {
+// step makes one attempt at s's current step and records its outcome. It returns the saga
+// as saved, or stale when the outcome was not recorded.
+func (r *Runner) step(ctx context.Context, s domain.Saga) (domain.Saga, bool) {
 	st := s.Current()
 	if st == nil {
-		return
+		return s, true
 	}
 	if r.inProcess(st.Name) {
 		// The call joins the transaction that records its outcome: exactly once.
@@ -485,14 +519,40 @@ func (r *Runner) step(ctx context.Context, s domain.Saga) {
 			saved = r.next(s, func(s *domain.Saga) { _ = s.Apply(o, r.Now(), r.opts.Policy) })
 			return r.persist(ctx, tx, from, saved, s.Version)
 		})
-		r.after(s, saved, err)
-		return
+		if !r.after(s, saved, err) {
+			return s, true
+		}
+		return saved, false
 	}
 	o := r.attempt(ctx, s, st.Name, false)
 	if ctx.Err() != nil {
-		return // closing: the outcome is lost, as in a crash, and the step is tried again
+		return s, true // closing: the outcome is lost, as in a crash, and the step is tried again
 	}
-	r.save(ctx, s, func(s *domain.Saga) { _ = s.Apply(o, r.Now(), r.opts.Policy) })
+	// A successful charge goes straight on to the confirm step's commit, and both outcomes are
+	// recorded in one save. That is safe because the confirm step records no compensation of
+	// its own (the release recorded before the reservation undoes a commit too, by a return):
+	// after a crash in between, the charge is asked again with its key and answers the same
+	// payment. The reservation cannot be chained that way to the charge: the refund must be
+	// recorded before the charge is made.
+	var then *domain.Outcome
+	if st.Name == domain.StepCharge && o.Err == nil && !r.inProcess(domain.StepConfirm) {
+		next := s
+		next.Steps = append([]domain.SagaStep(nil), s.Steps...)
+		_ = next.Apply(o, r.Now(), r.opts.Policy)
+		if c := next.Current(); c != nil && c.Name == domain.StepConfirm && next.State == domain.SagaRunning {
+			oc := r.attempt(ctx, next, domain.StepConfirm, false)
+			if ctx.Err() != nil {
+				return s, true
+			}
+			then = &oc
+		}
+	}
+	return r.save(ctx, s, func(s *domain.Saga) {
+		_ = s.Apply(o, r.Now(), r.opts.Policy)
+		if then != nil {
+			_ = s.Apply(*then, r.Now(), r.opts.Policy)
+		}
+	})
 }
 
 // inProcess reports whether step calls an in-process adapter.
