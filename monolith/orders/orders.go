@@ -351,26 +351,25 @@ func (s *Service) placeBySaga(ctx context.Context, p PlaceOrder) (Order, error) 
 	var sg domain.Saga
 	started := false
 	err = store.Write(ctx, s.db, func(ctx context.Context, tx *gorm.DB) error {
-		started = false
-		if key != "" {
-			old, found, err := db.SagaByKey(tx, key)
-			if err != nil {
-				return err
-			}
-			retryable := found && old.State == SagaCancelled && old.Reason != nil && old.Reason.Kind == fault.Unavailable
-			if found && !retryable {
-				sg = old // this request's saga, from before a crash
-				return nil
-			}
-			if retryable {
-				// It ended in a 5xx, which leaves the key free: the client tries again.
-				if err := db.ForgetRequestKey(tx, old.ID); err != nil {
-					return err
-				}
-			}
-		}
 		sg = domain.NewPlaceSaga(id.String(), key, p, now, s.sagaTimeout())
 		sg.Owner, sg.LeaseUntil = s.sagas.Owner(), now.Add(s.sagas.Lease())
+		// Insert first: a request's first run finds no saga of its key, and needs no look.
+		inserted, err := db.InsertSagaOnce(tx, sg)
+		if started = inserted; err != nil || inserted {
+			return err
+		}
+		old, _, err := db.SagaByKey(tx, key)
+		if err != nil {
+			return err
+		}
+		if !(old.State == SagaCancelled && old.Reason != nil && old.Reason.Kind == fault.Unavailable) {
+			sg = old // this request's saga, from a run a crash interrupted
+			return nil
+		}
+		// It ended in a 5xx, which leaves the key free: the client tries again.
+		if err := db.ForgetRequestKey(tx, old.ID); err != nil {
+			return err
+		}
 		started = true
 		return db.InsertSaga(tx, sg)
 	})

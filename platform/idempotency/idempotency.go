@@ -163,12 +163,16 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 			var sum [sha256.Size]byte
 			hash := hex.EncodeToString(h.Sum(sum[:0]))
 
-			// Look first, without the write lock: a repeat of a finished request gets its
-			// response at once, and a repeat of one still running its 409, rather than
-			// queueing behind the running request's transaction.
-			row, found, err := lookup(req.Context(), db, scope, key)
-			if err != nil {
-				return err
+			// Atomic: look first, without the write lock: a repeat of a finished request gets
+			// its response at once, and a repeat of one still running its 409, rather than
+			// queueing behind the running request's transaction. (Claimed mode's claim is a
+			// short transaction of its own, which decides on what is there: no look needed.)
+			var row keyRow
+			found := false
+			if opts.Mode != Claimed {
+				if row, found, err = lookup(req.Context(), db, scope, key); err != nil {
+					return err
+				}
 			}
 			if found {
 				replay, takeover, err := decide(row, hash, opts.Now().UTC())

@@ -287,7 +287,8 @@ func benchMonolith(ctx context.Context, dsn string, n int) (m *monolith.Monolith
 // are the extracted services, each on its own SQLite file and loopback listener, with the
 // bus, relays and saga runner of ficus serve, all in this process: every order is a saga
 // (reserve, charge, confirm as HTTP calls, each outcome recorded). The monolith waits long
-// enough for each saga that every order is answered 201.
+// enough for each saga that every order is answered 201. As in the local rows, the outbox
+// relays do not run while the orders are measured.
 func measureRemote(ctx context.Context, opts OrdersOptions) ordersResult {
 	r, err := func() (ordersResult, error) {
 		dir, err := os.MkdirTemp("", "ficus-bench-saga-")
@@ -327,6 +328,9 @@ func measureRemote(ctx context.Context, opts OrdersOptions) ordersResult {
 		if err := s.AwaitCustomers(wctx); err != nil {
 			return ordersResult{}, err
 		}
+		// As in the local rows, no relay publishes the orders' events while they are
+		// measured: they stay in the outboxes (bench events measures that pipeline).
+		s.StopRelays()
 		return measureOrders(ctx, "sqlite", pathRemote, opts, httpPlacer(client, s.URL, c.ID, sku, !opts.NoIdempotencyKey)), nil
 	}()
 	if err != nil {

@@ -70,6 +70,7 @@ type Shop struct {
 	cleanups []func()
 	servers  map[string]*server
 	errs     []error
+	relays   []func() // stop the outbox relays
 }
 
 // server is a component served on a loopback listener that a test can stop and start again
@@ -194,7 +195,7 @@ func Start(ctx context.Context, opts Options) (_ *Shop, err error) {
 	for name, db := range map[string]*gorm.DB{"monolith": s.Monolith.DB, "inventory": s.Inventory.DB, "payments": s.Payments.DB} {
 		relay := outbox.NewRelay(db, s.Bus, outbox.RelayOptions{Name: name, Logger: opts.Logger})
 		store.OnCommit(db, relay.Notify)
-		s.background(life, name+"'s outbox relay", relay.Run)
+		s.relays = append(s.relays, s.background(life, name+"'s outbox relay", relay.Run))
 	}
 	s.background(life, "the payments service's customer copy", func(ctx context.Context) error { return s.Payments.FollowCustomers(ctx, s.Bus) })
 	s.background(life, "the order sagas", s.Monolith.RunSagas)
@@ -240,8 +241,8 @@ func (s *Shop) defer_(f func()) {
 	s.cleanups = append(s.cleanups, f)
 }
 
-// background runs fn until Close; an error it returns before then is kept for Err.
-func (s *Shop) background(ctx context.Context, what string, fn func(context.Context) error) {
+// background runs fn until Close or stop; an error it returns before then is kept for Err.
+func (s *Shop) background(ctx context.Context, what string, fn func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -252,7 +253,21 @@ func (s *Shop) background(ctx context.Context, what string, fn func(context.Cont
 			s.mu.Unlock()
 		}
 	}()
-	s.defer_(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	s.defer_(stop)
+	return stop
+}
+
+// StopRelays stops the three outbox relays: events committed from then on stay in the
+// outboxes, as they do in a monolith run without its relay (ficus bench orders measures the
+// orders themselves; ficus bench events, the event pipeline).
+func (s *Shop) StopRelays() {
+	for _, stop := range s.relays {
+		stop()
+	}
+	for _, db := range []*gorm.DB{s.Monolith.DB, s.Inventory.DB, s.Payments.DB} {
+		store.OnCommit(db, nil)
+	}
 }
 
 // Err returns what stopped in the background before Close, if anything did.

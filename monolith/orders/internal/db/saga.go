@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/ficus-project/ficus/monolith/orders/internal/domain"
 )
@@ -127,6 +128,20 @@ func InsertSaga(tx *gorm.DB, s domain.Saga) error {
 		return fmt.Errorf("inserting saga: %w", err)
 	}
 	return nil
+}
+
+// InsertSagaOnce stores a new saga unless one with the same request key exists; it reports
+// whether it stored it. A saga without a request key is always stored.
+func InsertSagaOnce(tx *gorm.DB, s domain.Saga) (bool, error) {
+	r, err := fromSaga(s)
+	if err != nil {
+		return false, err
+	}
+	res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "request_key"}}, DoNothing: true}).Create(&r)
+	if res.Error != nil {
+		return false, fmt.Errorf("inserting saga: %w", res.Error)
+	}
+	return res.RowsAffected == 1, nil
 }
 
 // GetSaga loads a saga; domain.ErrNotFound when the order has none.
