@@ -152,8 +152,8 @@ func lastFailed(sg orders.Saga) *orders.SagaStep {
 	}
 	for i := len(sg.Steps) - 1; i >= 0; i-- {
 		switch st := &sg.Steps[i]; st.Name {
-		case "refund", "release", "return":
-			if st.Status == "failed" {
+		case orders.StepRefund, orders.StepRelease, orders.StepReturn:
+			if st.Status == orders.StepFailed {
 				return st
 			}
 		}

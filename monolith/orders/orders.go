@@ -73,6 +73,19 @@ const (
 // SagaStates lists every saga state.
 var SagaStates = domain.SagaStates
 
+// Saga steps: three forward steps and the compensations that undo them.
+const (
+	StepReserve = domain.StepReserve
+	StepCharge  = domain.StepCharge
+	StepConfirm = domain.StepConfirm
+	StepRefund  = domain.StepRefund
+	StepRelease = domain.StepRelease
+	StepReturn  = domain.StepReturn
+)
+
+// StepFailed is the status of a step refused for good, or of a compensation that gave up.
+const StepFailed = domain.StepFailed
+
 // Sentinel errors.
 var (
 	// ErrNotFound is an unknown order.
