@@ -311,5 +311,5 @@ func describe(sagas []orders.Saga) string {
 
 // TestPostgres runs the saga's storage-dependent tests on PostgreSQL.
 func TestPostgres(t *testing.T) {
-	storetest.Postgres(t, TestSagaProperties)
+	storetest.Postgres(t, TestSagaProperties, TestCancelAnOrderPlacedBeforeTheSwitch)
 }
