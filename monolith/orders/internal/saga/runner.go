@@ -472,11 +472,16 @@ func (r *Runner) after(s, saved domain.Saga, err error) bool {
 		}
 		switch saved.State {
 		case domain.SagaCompensating:
-			reason := ""
+			// A refusal (a declined card, no stock) is business as usual; running out of time
+			// means a service is down or slow.
+			lvl, reason := slog.LevelInfo, ""
 			if saved.Reason != nil {
 				reason = saved.Reason.Code + ": " + saved.Reason.Msg
+				if saved.Reason.Code == domain.CodeSagaTimeout {
+					lvl = slog.LevelWarn
+				}
 			}
-			r.log.Warn("saga compensating", "saga", saved.ID, "kind", saved.Kind, "reason", reason)
+			r.log.Log(context.Background(), lvl, "saga compensating", "saga", saved.ID, "kind", saved.Kind, "reason", reason)
 		case domain.SagaStuck:
 			st := saved.Steps
 			last := ""
