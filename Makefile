@@ -4,7 +4,7 @@ BIN     := bin/ficus
 PKGS    := ./...
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-postgres test-short lint compare bench fuzz clean
+.PHONY: all build run test test-postgres test-short test-saga-long lint compare bench fuzz clean
 
 all: build
 
@@ -29,6 +29,12 @@ test-postgres:
 
 test-short:
 	$(GO) test -count=1 $(PKGS)
+
+## test-saga-long: the order saga's long forms — 10,000 orders while the monolith is killed
+## with SIGKILL at random (make test runs 1,000), and 2,000 property checks instead of 40.
+test-saga-long:
+	FICUS_SAGA_E2E_ORDERS=10000 $(GO) test -count=1 -timeout 30m -run 'TestKillTheMonolithMidSaga' -v ./cmd/ficus/
+	$(GO) test -count=1 -timeout 30m -run 'TestSagaProperties' ./monolith/orders/ -rapid.checks=2000
 
 ## lint: go vet and staticcheck.
 lint:

@@ -39,6 +39,7 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 
 	o := s.mustDo(201, "POST", "/api/orders", orderBody(cust, "BOOK-1", 1))
 	s.mustDo(200, "GET", "/api/orders/"+o["id"].(string), "")
+	s.mustDo(200, "GET", "/api/orders/"+o["id"].(string)+"/details", "")
 	s.mustDo(200, "GET", "/api/orders?customer_id="+cust, "")
 	s.mustDo(200, "POST", "/api/orders/"+o["id"].(string)+"/cancel", "")
 

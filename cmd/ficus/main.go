@@ -52,6 +52,7 @@ One binary runs every component and the tools to operate them.`,
 			eventsCommand(),
 			benchCommand(),
 			migrateCommand(),
+			sagasCommand(),
 		},
 	}
 }

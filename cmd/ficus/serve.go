@@ -22,6 +22,7 @@ import (
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/idempotency"
+	"github.com/ficus-project/ficus/platform/inbox"
 	"github.com/ficus-project/ficus/platform/outbox"
 	"github.com/ficus-project/ficus/platform/retention"
 	"github.com/ficus-project/ficus/platform/store"
@@ -76,7 +77,13 @@ func serveMonolithCommand() *command {
 		summary: "the modular monolith: the shop's HTTP API and its outbox relay",
 		about: `Runs the modular monolith: every module's HTTP routes on one listener, and the outbox relay
 that publishes the monolith's events to the bus (it waits for the bus; events committed
-meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
+meanwhile stay in the outbox). /metrics serves its Prometheus metrics.
+
+monolith.modules in config.yaml picks, per capability, the module in process (local) or the
+extracted service (remote, through the backend of the same name). With any remote, orders
+are placed by a saga (docs/saga.md); sagas an earlier run left unfinished resume at start,
+and, with payments remote, the payments service's payment_captured events complete them.
+A change to monolith.modules takes effect when the monolith restarts (ficus up restarts it).`,
 		examples: []string{"ficus serve monolith", "ficus serve monolith -seed -listen 127.0.0.1:18081"},
 		flags: func(fs *flag.FlagSet) {
 			configFlag(fs, &path)
@@ -94,7 +101,9 @@ meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
 				return err
 			}
 			logger := newLogger(e.stderr, e.getenv).With("component", "monolith")
-			m, err := monolith.New(ctx, cfg, logger)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			m, err := monolith.Open(ctx, cfg, monolith.Options{Logger: logger, Registerer: reg})
 			if err != nil {
 				return err
 			}
@@ -106,15 +115,23 @@ meanwhile stay in the outbox). /metrics serves its Prometheus metrics.`,
 				}
 				logger.Info("demo data", "seeded", demo.Seeded, "customer_id", demo.CustomerID, "sku", demo.SKU)
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			m.ServeMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-			// The outbox relay and the pruner run beside the server and stop after it.
+			// The outbox relay, the sagas and the pruner run beside the server and stop after it.
 			bgCtx, stopBackground := context.WithCancel(ctx)
 			var bg sync.WaitGroup
 			bg.Go(func() { runRelay(bgCtx, cfg.Events, m.DB, "monolith", reg, logger) })
+			// Sagas an earlier run left (a crash, a restart) resume at once, whatever the mode.
+			bg.Go(func() {
+				if err := m.RunSagas(bgCtx); err != nil {
+					logger.Error("order sagas stopped", "err", err)
+				}
+			})
+			if cfg.Monolith.Modules["payments"] == config.ModuleRemote {
+				bg.Go(func() { followPayments(bgCtx, cfg.Events, m, logger) })
+			}
 			pruner := newPruner(cfg, m.DB, "monolith", reg, logger,
-				outbox.PruneRule(cfg.Retention.Outbox.D()), idempotency.PruneRule(cfg.Retention.Idempotency.D()))
+				outbox.PruneRule(cfg.Retention.Outbox.D()), idempotency.PruneRule(cfg.Retention.Idempotency.D()),
+				inbox.PruneRule(cfg.Retention.Inbox.D()))
 			bg.Go(func() {
 				if err := pruner.Run(bgCtx); err != nil {
 					logger.Error("retention: pruning is off", "err", err)
@@ -164,6 +181,23 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slo
 func newPruner(cfg *config.Config, db *gorm.DB, name string, reg prometheus.Registerer, logger *slog.Logger, rules ...retention.Rule) *retention.Pruner {
 	return retention.NewPruner(db, retention.Options{Name: name, Registerer: reg, Logger: logger,
 		Interval: cfg.Retention.Interval.D(), BatchSize: cfg.Retention.Batch, MaxBatches: cfg.Retention.MaxBatches}, rules...)
+}
+
+// followPayments completes the order sagas' charges from the payments service's events until
+// ctx is done. It waits for the bus to be reachable: meanwhile the sagas ask the payments
+// service itself what became of a charge whose answer they lost.
+func followPayments(ctx context.Context, events config.Events, m *monolith.Monolith, logger *slog.Logger) {
+	b, err := bus.Connect(ctx, events, bus.Options{Name: "monolith-orders", Logger: logger})
+	if err != nil {
+		if ctx.Err() == nil {
+			logger.Error("event bus unreachable; sagas learn of captures from the payments service alone", "err", err)
+		}
+		return
+	}
+	defer b.Close()
+	if err := m.FollowPayments(ctx, b, logger); err != nil && ctx.Err() == nil {
+		logger.Error("following payment events stopped", "err", err)
+	}
 }
 
 // runRelay publishes db's outbox to the bus until ctx is done. It waits for the bus to be

@@ -40,6 +40,11 @@ its own process with its log lines prefixed by its name, and prints where to loo
 to try. It restarts a component
 that dies and stops them all on Ctrl-C.
 
+It watches config.yaml: an edit restarts just the components whose part of it changed, and
+says so (a change to monolith.modules restarts the monolith; routes and backends the facade
+reloads itself, with no restart); a change of a listen address or of the services it runs
+needs ficus up itself restarted, and it says that too.
+
 It refuses to start when another ficus up uses the same data directory (it holds a lock,
 data/ficus.lock) or when a port it needs is taken, and names the process holding it. It binds
 every port itself before anything starts and hands each component its socket, so a
@@ -129,6 +134,12 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, token: token,
 			tokenSource: source, self: self})
 	})
+	// An edit of config.yaml restarts just the components whose part of it changed.
+	go func() {
+		if err := s.watchConfig(ctx, path, cfg, comps); err != nil {
+			s.logLine("up", fmt.Sprintf("not watching %s (edits apply on the next ficus up): %v", path, err))
+		}
+	}()
 	s.wait()
 	return nil
 }
@@ -268,6 +279,9 @@ type component struct {
 
 	// exited receives each exit of the process, while someone listens (waitReady).
 	exited chan error
+	// restartReq asks the running process to stop so that it starts again at once, on the
+	// config as it now is (watchConfig).
+	restartReq chan struct{}
 	// tail keeps its last lines of output, to say why it failed.
 	mu   sync.Mutex
 	tail []string
@@ -335,6 +349,7 @@ func components(cfg *config.Config, path, token string, socks sockets) []*compon
 	)
 	for _, c := range comps {
 		c.exited = make(chan error, 1)
+		c.restartReq = make(chan struct{}, 1)
 	}
 	return comps
 }
@@ -368,6 +383,10 @@ func (s *supervisor) start(ctx context.Context, c *component) {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, errRestart) {
+				s.logLine(c.name, "stopped for the config change; starting again")
+				continue
+			}
 			select {
 			case c.exited <- err:
 			default:
@@ -388,6 +407,17 @@ func (s *supervisor) start(ctx context.Context, c *component) {
 
 // errInterrupted means ficus up was asked to stop while it was starting the components.
 var errInterrupted = errors.New("interrupted")
+
+// errRestart is the exit of a process ficus up stopped to start it again (restart).
+var errRestart = errors.New("stopped to restart")
+
+// restart stops c's process (SIGTERM, as at Ctrl-C) and starts it again at once.
+func (s *supervisor) restart(c *component) {
+	select {
+	case c.restartReq <- struct{}{}:
+	default: // a restart is already asked for
+	}
+}
 
 // startAll starts the components one after the other, each once the one before is ready.
 // It fails when one exits before it is ready or is not ready within readyTimeout; the
@@ -442,9 +472,7 @@ func (s *supervisor) runChild(ctx context.Context, c *component) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
+	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err = <-done:
@@ -452,6 +480,14 @@ func (s *supervisor) runChild(ctx context.Context, c *component) error {
 			_ = cmd.Process.Kill()
 			err = <-done
 		}
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		stop()
+	case <-c.restartReq:
+		stop()
+		err = errRestart
 	}
 	pw.Close()
 	<-copied

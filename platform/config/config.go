@@ -204,8 +204,41 @@ type Monolith struct {
 	// Database is "sqlite:PATH" or "postgres://…". Default sqlite:data/monolith.db.
 	Database string `yaml:"database" json:"database"`
 	// Modules chooses, per capability, the in-process module ("local") or the extracted
-	// service ("remote", reached through the backend of the same name). Default: all local.
+	// service ("remote", reached through the backend of the same name, with its timeout,
+	// retry, breaker and bulkhead). Default: all local. A change takes effect when the
+	// monolith restarts (ficus up restarts it).
 	Modules map[string]string `yaml:"modules" json:"modules"`
+	// Saga tunes the order saga, which places orders once inventory or payments is remote.
+	Saga Saga `yaml:"saga" json:"saga"`
+}
+
+// Saga tunes the order saga (docs/saga.md).
+type Saga struct {
+	// ReplyWithin is how long POST /api/orders (and a cancel) waits for the saga to end
+	// before it answers 202 Accepted with the order still pending. Default 2s, at most 30s.
+	ReplyWithin Duration `yaml:"reply_within" json:"reply_within"`
+	// Timeout is how long a saga may take to place its order before it is cancelled and
+	// compensated. Default 30s, between 1s and 24h.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Backoff is the base of the exponential backoff (full jitter) between attempts of a
+	// step. Default 50ms, at most 1m.
+	Backoff Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps one wait between attempts. Default 5s, between backoff and 10m.
+	MaxBackoff Duration `yaml:"max_backoff" json:"max_backoff"`
+	// CompensationAttempts bounds the attempts of one compensation; past it the saga is
+	// parked as stuck until an operator resumes it (ficus sagas resume). Default 20, at most
+	// 10000.
+	CompensationAttempts int `yaml:"compensation_attempts" json:"compensation_attempts"`
+	// Concurrency bounds the sagas the monolith drives at once; more wait their turn.
+	// Default 256, at most 10000.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// Lease is how long the monolith keeps a saga to itself after its last step; a saga
+	// left by a monolith that died resumes once it has run out. Default 10s, between 1s and
+	// 10m.
+	Lease Duration `yaml:"lease" json:"lease"`
+	// DetailsTimeout bounds the wait for each part (payment, reservation) of GET
+	// /api/orders/{id}/details. Default 2s, at most 30s.
+	DetailsTimeout Duration `yaml:"details_timeout" json:"details_timeout"`
 }
 
 // Service configures one extracted service.
@@ -248,6 +281,17 @@ var Capabilities = []string{"customers", "inventory", "payments", "orders"}
 
 // Extractable are the capabilities that exist as extracted services.
 var Extractable = []string{"inventory", "payments"}
+
+// Remote reports whether the monolith reaches any capability through a remote adapter:
+// then its orders are placed by the saga.
+func (m Monolith) Remote() bool {
+	for _, mode := range m.Modules {
+		if mode == ModuleRemote {
+			return true
+		}
+	}
+	return false
+}
 
 // Duration is a time.Duration written as "250ms", "2s" or "1m" in YAML.
 type Duration time.Duration
@@ -373,6 +417,24 @@ func (c *Config) setDefaults() {
 		if c.Monolith.Modules[m] == "" {
 			c.Monolith.Modules[m] = ModuleLocal
 		}
+	}
+	sg := &c.Monolith.Saga
+	defDuration := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	defDuration(&sg.ReplyWithin, 2*time.Second)
+	defDuration(&sg.Timeout, 30*time.Second)
+	defDuration(&sg.Backoff, 50*time.Millisecond)
+	defDuration(&sg.MaxBackoff, 5*time.Second)
+	defDuration(&sg.Lease, 10*time.Second)
+	defDuration(&sg.DetailsTimeout, 2*time.Second)
+	if sg.CompensationAttempts == 0 {
+		sg.CompensationAttempts = 20
+	}
+	if sg.Concurrency == 0 {
+		sg.Concurrency = 256
 	}
 	for name, s := range c.Services {
 		def(&s.Database, "sqlite:data/"+name+".db")

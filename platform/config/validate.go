@@ -134,6 +134,7 @@ func (p *parser) validate(c *Config) {
 			check(f, ok, "remote needs a backend named %q: the monolith reaches the service through it", m)
 		}
 	}
+	p.validateSaga(c.Monolith.Saga)
 	for _, name := range sortedKeys(c.Services) {
 		s := c.Services[name]
 		f := "services." + name
@@ -161,6 +162,22 @@ func (p *parser) validate(c *Config) {
 	p.validateListen("events.embedded.listen", c.Events.Embedded.Listen)
 	p.validateRetention(c)
 	p.validateTraffic(c)
+}
+
+// validateSaga checks the bounds of the order saga's settings: every number has one.
+func (p *parser) validateSaga(s Saga) {
+	check := p.checker()
+	const f = "monolith.saga."
+	check(f+"reply_within", s.ReplyWithin.D() <= 30*time.Second, "must be at most 30s, got %s", s.ReplyWithin)
+	check(f+"timeout", s.Timeout.D() >= time.Second && s.Timeout.D() <= 24*time.Hour, "must be between 1s and 24h, got %s", s.Timeout)
+	check(f+"backoff", s.Backoff.D() <= time.Minute, "must be at most 1m, got %s", s.Backoff)
+	check(f+"max_backoff", s.MaxBackoff >= s.Backoff && s.MaxBackoff.D() <= 10*time.Minute,
+		"must be between backoff (%s) and 10m, got %s", s.Backoff, s.MaxBackoff)
+	check(f+"compensation_attempts", s.CompensationAttempts >= 1 && s.CompensationAttempts <= 10_000,
+		"must be between 1 and 10000, got %d", s.CompensationAttempts)
+	check(f+"concurrency", s.Concurrency >= 1 && s.Concurrency <= 10_000, "must be between 1 and 10000, got %d", s.Concurrency)
+	check(f+"lease", s.Lease.D() >= time.Second && s.Lease.D() <= 10*time.Minute, "must be between 1s and 10m, got %s", s.Lease)
+	check(f+"details_timeout", s.DetailsTimeout.D() <= 30*time.Second, "must be at most 30s, got %s", s.DetailsTimeout)
 }
 
 // validateFacade checks the facade's own settings.

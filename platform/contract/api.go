@@ -108,7 +108,8 @@ type Payment struct {
 	RefundedAt  *Timestamp `json:"refunded_at,omitempty"`
 }
 
-// Order is a placed (and perhaps cancelled) order.
+// Order is an order: placed (and perhaps cancelled), or — in remote mode, while its saga
+// runs or after it failed — pending or cancelled with the saga that says why.
 type Order struct {
 	ID          string      `json:"id"`
 	CustomerID  string      `json:"customer_id"`
@@ -118,6 +119,63 @@ type Order struct {
 	Lines       []OrderLine `json:"lines"`
 	CreatedAt   Timestamp   `json:"created_at"`
 	CancelledAt *Timestamp  `json:"cancelled_at,omitempty"`
+	// Saga is the progress of the saga that placed (or is placing, or cancelled) the order;
+	// absent for an order placed in one local transaction.
+	Saga *OrderSaga `json:"saga,omitempty"`
+}
+
+// OrderSaga is an order saga's progress.
+type OrderSaga struct {
+	// Kind is place (placing the order) or cancel (cancelling it after it was placed).
+	Kind string `json:"kind"`
+	// State is running, compensating, stuck, placed or cancelled.
+	State string `json:"state"`
+	// Step is the step running now (empty at the end).
+	Step  string          `json:"step,omitempty"`
+	Steps []OrderSagaStep `json:"steps"`
+	// Reason says why the saga compensates or compensated.
+	Reason    *SagaReason `json:"reason,omitempty"`
+	Deadline  Timestamp   `json:"deadline"`
+	UpdatedAt Timestamp   `json:"updated_at"`
+}
+
+// OrderSagaStep is one step of an order saga.
+type OrderSagaStep struct {
+	// Name is reserve, charge, confirm (forward) or refund, release, return (compensations).
+	Name string `json:"name"`
+	// Status is pending, running, done, failed or skipped.
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	// Error is the last failed attempt's error.
+	Error string `json:"error,omitempty"`
+	// Via says how a step completed other than by its own call's answer (an event).
+	Via string `json:"via,omitempty"`
+}
+
+// SagaReason is why an order saga compensates: the problem placing the order met.
+type SagaReason struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+// OrderDetails is an order with its payment and its reservation, each fetched from the side
+// that owns it. A part that could not be had is null and listed in Missing.
+type OrderDetails struct {
+	Order       Order         `json:"order"`
+	Payment     *Payment      `json:"payment"`
+	Reservation *Reservation  `json:"reservation"`
+	Missing     []MissingPart `json:"missing"`
+}
+
+// MissingPart is a part of an OrderDetails that could not be had, and why.
+type MissingPart struct {
+	// Part is payment or reservation.
+	Part string `json:"part"`
+	// Code is the owner's problem code (payment_not_found, …), or unavailable (no answer
+	// in time, the owner down) or error.
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
 }
 
 // OrderList is a page of orders.

@@ -165,7 +165,7 @@ func TestOpenAPIValidatorCheck(t *testing.T) {
 			respBody: strings.Replace(itemJSON, `"on_hand":10`, `"on_hand":1.5`, 1),
 			wantErr:  `on_hand`},
 		{name: "bad enum", method: "GET", url: "/api/orders/o1", status: 200, respCT: ctJSON,
-			respBody: strings.Replace(orderJSON, `"placed"`, `"pending"`, 1),
+			respBody: strings.Replace(orderJSON, `"placed"`, `"shipped"`, 1),
 			wantErr:  `status`},
 		{name: "reservation line without its price", method: "GET", url: "/api/inventory/reservations/o1", status: 200, respCT: ctJSON,
 			respBody: strings.Replace(reservationJSON, `,"unit_price_cents":450`, ``, 1),

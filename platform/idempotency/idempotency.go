@@ -1,23 +1,34 @@
 // Package idempotency makes unsafe POSTs safe to repeat with an Idempotency-Key header.
 //
-// The first request with a key claims it (state in_flight) in a platform table of the
-// service's own database, in the same transaction as its handler and the recording of its
-// response: the claim, the effect and the stored response commit together, so a crash
-// cannot leave an effect without its response (a repeat would run the effect again) or a
-// claim without a holder. A repeat with the same key and body gets the stored response and
-// does nothing; the same key with another body is 422; a repeat while the first is still
-// running in this process is 409 (in another process it waits for the first to commit, then
-// gets its response). A 5xx, or a panic, rolls the claim and the effect back, so the client
-// may retry. A claim left in_flight (by an older version, which committed the claim on its
-// own) is taken over after Options.Lease. Keys are kept for a while, not for ever: PruneRule
-// deletes a finished key a day (config's retention.idempotency) after its first request, and
-// a repeat after that runs again, as a new request.
+// In both of its modes a repeat with the same key and body gets the stored response
+// (Idempotent-Replayed: true) and does nothing; the same key with another body is 422; a
+// repeat while the first is still running is 409 idempotency_in_flight; a 5xx, or a panic,
+// leaves the key free, so the client may retry. Keys are kept for a while, not for ever:
+// PruneRule deletes a finished key a day (config's retention.idempotency) after its first
+// request, and a repeat after that runs again, as a new request. The handler finds which
+// keyed request it serves with RequestOf.
 //
-// Because the handler runs inside the transaction, its writes must join the unit of work its
-// request's context carries (store.Write and store.Conn do this), and it must not make
-// remote calls: the transaction holds SQLite's write turn or PostgreSQL's row locks, and an
-// HTTP client built on store.RefuseInTx refuses them. On PostgreSQL the handler may run
-// again if the server aborts the transaction for a conflict (see store.Write).
+// Atomic (the default): the first request with a key claims it (state in_flight) in a
+// platform table of the service's own database, in the same transaction as its handler and
+// the recording of its response: the claim, the effect and the stored response commit
+// together, so a crash cannot leave an effect without its response (a repeat would run the
+// effect again) or a claim without a holder. A repeat running in another process waits for
+// the first to commit, then gets its response. Because the handler runs inside the
+// transaction, its writes must join the unit of work its request's context carries
+// (store.Write and store.Conn do this), and it must not make remote calls: the transaction
+// holds SQLite's write turn or PostgreSQL's row locks, and an HTTP client built on
+// store.RefuseInTx refuses them. On PostgreSQL the handler may run again if the server
+// aborts the transaction for a conflict (see store.Write).
+//
+// Claimed: for a handler that makes remote calls (the monolith's order saga). The claim
+// commits on its own first; the handler runs outside any transaction; its response is then
+// stored in a second one (or, after a 5xx, the claim deleted). A crash between the claim and
+// the store leaves the claim in_flight: a repeat within Options.Lease gets 409
+// idempotency_in_flight with Retry-After, and a repeat after it takes the claim over and
+// runs the handler again. The handler must make that rerun safe: it is given the same
+// Request (RequestOf) and must find and finish what the first run started rather than start
+// it again. Any claim left in_flight is taken over the same way (one left by an Atomic
+// middleware of an older version included).
 package idempotency
 
 import (
@@ -76,13 +87,47 @@ const (
 	stateDone     = "done"
 )
 
+// Mode says how the middleware ties a handler's work to its key.
+type Mode int
+
+const (
+	// Atomic claims the key, runs the handler and stores its response in one unit of work.
+	Atomic Mode = iota
+	// Claimed commits the claim first, runs the handler outside any transaction, then
+	// stores its response: for handlers that make remote calls, and are safe to run again
+	// for the same Request after a crash.
+	Claimed
+)
+
 // Options tune the middleware. The zero value is ready to use.
 type Options struct {
+	// Mode is Atomic (default) or Claimed.
+	Mode Mode
 	// Lease is how long a claim protects a request that has not finished; after it a repeat
-	// may take the key over (its first holder is presumed dead). Default 5m.
+	// may take the key over (its first holder is presumed dead). In Claimed mode it must
+	// outlast the handler. Default 5m.
 	Lease time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// Request identifies a keyed request: its scope (method and route) and its key.
+type Request struct {
+	Scope, Key string
+}
+
+// ID is a fixed-size name for the request: a SHA-256 of its scope and key, in hex.
+func (r Request) ID() string {
+	sum := sha256.Sum256([]byte(r.Scope + "\x00" + r.Key))
+	return hex.EncodeToString(sum[:])
+}
+
+type requestKey struct{}
+
+// RequestOf returns the keyed request a handler serves, when the middleware passed it one.
+func RequestOf(ctx context.Context) (Request, bool) {
+	r, ok := ctx.Value(requestKey{}).(Request)
+	return r, ok
 }
 
 // Middleware returns echo middleware storing keys in db.
@@ -118,12 +163,16 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 			var sum [sha256.Size]byte
 			hash := hex.EncodeToString(h.Sum(sum[:0]))
 
-			// Look first, without the write lock: a repeat of a finished request gets its
-			// response at once, and a repeat of one still running its 409, rather than
-			// queueing behind the running request's transaction.
-			row, found, err := lookup(req.Context(), db, scope, key)
-			if err != nil {
-				return err
+			// Atomic: look first, without the write lock: a repeat of a finished request gets
+			// its response at once, and a repeat of one still running its 409, rather than
+			// queueing behind the running request's transaction. (Claimed mode's claim is a
+			// short transaction of its own, which decides on what is there: no look needed.)
+			var row keyRow
+			found := false
+			if opts.Mode != Claimed {
+				if row, found, err = lookup(req.Context(), db, scope, key); err != nil {
+					return err
+				}
 			}
 			if found {
 				replay, takeover, err := decide(row, hash, opts.Now().UTC())
@@ -141,6 +190,9 @@ func Middleware(db *gorm.DB, opts Options) echo.MiddlewareFunc {
 				return errInFlight()
 			}
 			defer running.remove(id)
+			if opts.Mode == Claimed {
+				return runClaimed(c, next, db, opts, scope, key, hash, body)
+			}
 			return run(c, next, db, opts, scope, key, hash, body)
 		}
 	}
@@ -211,7 +263,7 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 		buf = &bufferedWriter{header: http.Header{}}
 		res := c.Response()
 		res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
-		attempt := req.WithContext(txCtx)
+		attempt := req.WithContext(context.WithValue(txCtx, requestKey{}, Request{Scope: scope, Key: key}))
 		attempt.Body = io.NopCloser(bytes.NewReader(body))
 		c.SetRequest(attempt)
 		defer c.SetRequest(req)
@@ -257,32 +309,124 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 	return werr
 }
 
+// runClaimed is the Claimed mode: the claim commits first, the handler runs outside any
+// transaction, and its response is stored afterwards (or, after a 5xx or a panic, the claim
+// deleted). The response is held until it is stored: a client never sees an answer a repeat
+// could not replay.
+func runClaimed(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope, key, hash string, body []byte) error {
+	req := c.Request()
+	// A fresh context from here on: a client that hangs up must not leave its claim behind.
+	ctx := context.WithoutCancel(req.Context())
+	var replay *keyRow
+	var refused error
+	var until time.Time
+	err := store.Write(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
+		replay, until, refused = claimUntil(txCtx, tx, opts, scope, key, hash)
+		return refused
+	})
+	if refused != nil {
+		return refused
+	}
+	if err != nil {
+		return fmt.Errorf("claiming idempotency key: %w", err)
+	}
+	if replay != nil {
+		return writeReplay(c, replay)
+	}
+	release := func() {
+		// Only this claim: after a takeover the key is another request's.
+		if err := db.WithContext(ctx).Exec(`DELETE FROM `+keyTable+` WHERE scope = ? AND key = ? AND state = ? AND locked_until = ?`,
+			scope, key, stateInFlight, until).Error; err != nil {
+			c.Logger().Errorf("idempotency: releasing the claim of %s %q: %v", scope, key, err)
+		}
+	}
+	orig := c.Response().Writer
+	buf := &bufferedWriter{header: http.Header{}}
+	res := c.Response()
+	res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
+	attempt := req.WithContext(context.WithValue(ctx, requestKey{}, Request{Scope: scope, Key: key}))
+	attempt.Body = io.NopCloser(bytes.NewReader(body))
+	c.SetRequest(attempt)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				c.SetRequest(req)
+				c.Response().Writer = orig
+				release()
+				panic(r)
+			}
+		}()
+		if herr := next(c); herr != nil {
+			c.Error(herr)
+		}
+	}()
+	c.SetRequest(req)
+	c.Response().Writer = orig
+	status := c.Response().Status
+	if status >= 500 || !c.Response().Committed {
+		release()
+	} else {
+		err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
+			return tx.Exec(`UPDATE `+keyTable+` SET state = ?, status = ?, content_type = ?, body = ? WHERE scope = ? AND key = ? AND state = ?`,
+				stateDone, status, buf.header.Get(echo.HeaderContentType), buf.body.Bytes(), scope, key, stateInFlight).Error
+		})
+		if err != nil {
+			// The effect happened and its answer is not stored: a repeat after the lease
+			// runs the handler again, which finds what this run did.
+			return fmt.Errorf("recording idempotent response: %w", err)
+		}
+	}
+	for k, v := range buf.header {
+		orig.Header()[k] = v
+	}
+	code := buf.status
+	if code == 0 {
+		code = http.StatusOK
+	}
+	orig.WriteHeader(code)
+	_, werr := orig.Write(buf.body.Bytes())
+	return werr
+}
+
 // claim takes the key for this request in tx, or returns the stored response to replay, or
 // the problem that refuses the request.
 func claim(ctx context.Context, tx *gorm.DB, opts Options, scope, key, hash string) (*keyRow, error) {
+	replay, _, err := claimUntil(ctx, tx, opts, scope, key, hash)
+	return replay, err
+}
+
+// claimUntil is claim, and also returns the claim's locked_until, which identifies it.
+func claimUntil(ctx context.Context, tx *gorm.DB, opts Options, scope, key, hash string) (*keyRow, time.Time, error) {
 	now := opts.Now().UTC()
+	// Microseconds: PostgreSQL keeps no more, and the value must compare equal when read back.
+	until := now.Add(opts.Lease).Truncate(time.Microsecond)
 	res := tx.Exec(`INSERT INTO `+keyTable+` (scope, key, request_hash, state, created_at, locked_until)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, scope, key, hash, stateInFlight, now, now.Add(opts.Lease))
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, scope, key, hash, stateInFlight, now, until)
 	if res.Error != nil {
-		return nil, fmt.Errorf("claiming idempotency key: %w", res.Error)
+		return nil, until, fmt.Errorf("claiming idempotency key: %w", res.Error)
 	}
 	if res.RowsAffected == 1 {
-		return nil, nil
+		return nil, until, nil
 	}
 	// The key was claimed since the look: decide again on what is there.
 	row, _, err := lookup(ctx, tx, scope, key)
 	if err != nil {
-		return nil, err
+		return nil, until, err
 	}
 	replay, takeover, err := decide(row, hash, now)
 	if err != nil || !takeover {
-		return replay, err
+		return replay, until, err
 	}
-	if err := tx.Exec(`UPDATE `+keyTable+` SET locked_until = ? WHERE scope = ? AND key = ?`,
-		now.Add(opts.Lease), scope, key).Error; err != nil {
-		return nil, fmt.Errorf("claiming idempotency key: %w", err)
+	// Take the abandoned claim over, unless another request took it meanwhile.
+	res = tx.Exec(`UPDATE `+keyTable+` SET locked_until = ? WHERE scope = ? AND key = ? AND state = ? AND locked_until = ?`,
+		until, scope, key, stateInFlight, row.LockedUntil)
+	if res.Error != nil {
+		return nil, until, fmt.Errorf("claiming idempotency key: %w", res.Error)
 	}
-	return nil, nil
+	if res.RowsAffected != 1 {
+		return nil, until, errInFlight()
+	}
+	return nil, until, nil
 }
 
 func errInFlight() error {

@@ -28,7 +28,9 @@ func TestPostgres(t *testing.T) {
 		TestRepeatReturnsStoredResponse, TestSameKeyDifferentBodyIs422, TestRepeatInFlightIs409,
 		TestServerErrorDoesNotBurnKey, TestClientErrorIsStored, TestAbandonedClaimIsTakenOverAfterLease,
 		TestEffectAndResponseCommitTogether, TestBadKeyIs400,
-		TestPlainServerErrorIsNotStored, TestKeysExpire, TestInFlightClaimsAreNeverPruned,
+		TestPlainServerErrorIsNotStored, TestKeysExpire, TestLiveClaimsAreNotPruned,
+		TestClaimedRunsTheHandlerOutsideATransaction, TestClaimedServerErrorAndPanicFreeTheKey,
+		TestClaimedCrashBetweenClaimAndStore,
 	)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,26 +83,36 @@ func TestKeysExpire(t *testing.T) {
 	}
 }
 
-// TestInFlightClaimsAreNeverPruned: a claim whose request has not finished is kept however
-// old, so its key still protects the request.
-func TestInFlightClaimsAreNeverPruned(t *testing.T) {
+// TestLiveClaimsAreNotPruned: a claim whose request may still be running — within its lease,
+// or abandoned less than the retention ago — is kept, so its key still protects the request;
+// one abandoned longer ago (a process that crashed between claiming and answering, in
+// Claimed mode) is deleted, which changes nothing for a repeat: it would have taken the claim
+// over and run again all the same.
+func TestLiveClaimsAreNotPruned(t *testing.T) {
 	s := newServer(t, idempotency.Options{})
-	old := time.Now().UTC().Add(-30 * 24 * time.Hour)
+	now := time.Now().UTC()
 	sum := sha256.Sum256([]byte("POST /things\n{}"))
-	err := s.db.Exec(`INSERT INTO ficus_idempotency (scope, key, request_hash, state, created_at, locked_until)
-		VALUES (?, ?, ?, 'in_flight', ?, ?)`, "POST /things", "k-old", hex.EncodeToString(sum[:]), old, old.Add(time.Minute)).Error
-	if err != nil {
-		t.Fatal(err)
+	claims := map[string]time.Time{ // key → created_at; each leased for 5m
+		"k-running":  now.Add(-time.Minute),
+		"k-recent":   now.Add(-50 * time.Minute),
+		"k-forsaken": now.Add(-30 * 24 * time.Hour),
+	}
+	for key, at := range claims {
+		err := s.db.Exec(`INSERT INTO ficus_idempotency (scope, key, request_hash, state, created_at, locked_until)
+			VALUES (?, ?, ?, 'in_flight', ?, ?)`, "POST /things", key, hex.EncodeToString(sum[:]), at, at.Add(5*time.Minute)).Error
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	res, err := retention.NewPruner(s.db, retention.Options{}, idempotency.PruneRule(time.Hour)).Round(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n int64
-	if err := s.db.Table("ficus_idempotency").Where("key = ?", "k-old").Count(&n).Error; err != nil {
+	var left []string
+	if err := s.db.Table("ficus_idempotency").Order("key").Pluck("key", &left).Error; err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || res.Pruned["ficus_idempotency"] != 0 {
-		t.Errorf("pruning deleted the in-flight claim (%d left, %d pruned)", n, res.Pruned["ficus_idempotency"])
+	if strings.Join(left, ",") != "k-recent,k-running" || res.Pruned["ficus_idempotency"] != 1 {
+		t.Errorf("claims left %v (%d pruned), want k-recent and k-running", left, res.Pruned["ficus_idempotency"])
 	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/ficus-project/ficus/cmd/ficus/internal/shop"
 	"github.com/ficus-project/ficus/monolith"
 	"github.com/ficus-project/ficus/monolith/customers"
 	"github.com/ficus-project/ficus/monolith/inventory"
@@ -192,10 +194,20 @@ func Orders(ctx context.Context, opts OrdersOptions, stdout io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// measureEngine measures one database: in process, then over HTTP.
-func measureEngine(ctx context.Context, dsn string, opts OrdersOptions) []ordersResult {
+// pathRemote is the row of orders placed by the saga, inventory and payments being the
+// extracted services over HTTP.
+const pathRemote = "HTTP, remote (saga)"
+
+// measureEngine measures one database: in process, then over HTTP, then — on SQLite — over
+// HTTP in remote mode, where the saga places each order across the extracted services.
+func measureEngine(ctx context.Context, dsn string, opts OrdersOptions) (out []ordersResult) {
 	engine := engineName(dsn)
-	var out []ordersResult
+	defer func() {
+		if dsn != "sqlite" || len(out) != 2 || out[1].err != nil {
+			return // one database cannot hold the monolith and both services' tables
+		}
+		out = append(out, measureRemote(ctx, opts))
+	}()
 	for _, path := range []string{"in process", "HTTP"} {
 		r, err := func() (ordersResult, error) {
 			m, cust, sku, cleanup, err := benchMonolith(ctx, dsn, opts.Orders)
@@ -271,6 +283,78 @@ func benchMonolith(ctx context.Context, dsn string, n int) (m *monolith.Monolith
 	return m, cust.ID, sku, cleanup, nil
 }
 
+// measureRemote places the orders over HTTP through a monolith whose inventory and payments
+// are the extracted services, each on its own SQLite file and loopback listener, with the
+// bus, relays and saga runner of ficus serve, all in this process: every order is a saga
+// (reserve, charge, confirm as HTTP calls, each outcome recorded). The monolith waits long
+// enough for each saga that every order is answered 201. As in the local rows, the outbox
+// relays do not run while the orders are measured.
+func measureRemote(ctx context.Context, opts OrdersOptions) ordersResult {
+	r, err := func() (ordersResult, error) {
+		dir, err := os.MkdirTemp("", "ficus-bench-saga-")
+		if err != nil {
+			return ordersResult{}, err
+		}
+		defer os.RemoveAll(dir)
+		s, err := shop.Start(ctx, shop.Options{Dir: dir, Remote: []string{"inventory", "payments"}, ReplyWithin: 30 * time.Second,
+			Backend: func(_ string, b *config.Backend) {
+				// The services are in this process: what the bench measures is the saga, not a
+				// bulkhead sized for production.
+				b.Bulkhead = config.Bulkhead{}
+			}})
+		if err != nil {
+			return ordersResult{}, err
+		}
+		defer s.Close()
+		client := newClient(opts.Clients)
+		defer client.CloseIdleConnections()
+		run := strconv.FormatInt(time.Now().UnixNano(), 36)
+		sku := "BENCH-" + strings.ToUpper(run)
+		status, body := postJSON(ctx, client, s.URL+"/api/customers",
+			fmt.Sprintf(`{"name":"Bench","email":"bench-%s@example.com","credit_limit_cents":%d}`, run, int64(1)<<50))
+		if status != http.StatusCreated {
+			return ordersResult{}, fmt.Errorf("adding the customer: %d %s", status, body)
+		}
+		var c struct{ ID string }
+		if err := json.Unmarshal([]byte(body), &c); err != nil {
+			return ordersResult{}, err
+		}
+		if status, body := postJSON(ctx, client, s.InventoryURL+"/api/inventory/items",
+			fmt.Sprintf(`{"sku":%q,"name":"Bench item","price_cents":100,"on_hand":%d}`, sku, opts.Orders+1)); status != http.StatusCreated {
+			return ordersResult{}, fmt.Errorf("adding the item: %d %s", status, body)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.AwaitCustomers(wctx); err != nil {
+			return ordersResult{}, err
+		}
+		// As in the local rows, no relay publishes the orders' events while they are
+		// measured: they stay in the outboxes (bench events measures that pipeline).
+		s.StopRelays()
+		return measureOrders(ctx, "sqlite", pathRemote, opts, httpPlacer(client, s.URL, c.ID, sku, !opts.NoIdempotencyKey)), nil
+	}()
+	if err != nil {
+		return ordersResult{engine: "sqlite", path: pathRemote, err: err}
+	}
+	return r
+}
+
+// postJSON sends one POST and returns its status and body.
+func postJSON(ctx context.Context, client *http.Client, url, body string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(b)
+}
+
 func newClient(conns int) *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
 }
@@ -340,6 +424,7 @@ func measureOrders(ctx context.Context, engine, path string, opts OrdersOptions,
 // writeOrdersTable prints one row a measurement, the HTTP rows with their ratios to the
 // in-process row of the same engine.
 func writeOrdersTable(w io.Writer, results []ordersResult) {
+	defer writeRemoteRatio(w, results)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "engine\tpath\torders\tfailed\torders/s\tp50\tp99\tmax\tCPU/order\t× in process\tCPU × in process\t")
 	base := map[string]ordersResult{}
@@ -371,4 +456,27 @@ func writeOrdersTable(w io.Writer, results []ordersResult) {
 	if postgres {
 		fmt.Fprintln(w, "PostgreSQL's own CPU (its server processes) is not in CPU/order")
 	}
+}
+
+// writeRemoteRatio says how remote mode's throughput and p99 compare with local mode's, over
+// HTTP on the same engine in the same run (the aim is at least 0.5 of local's throughput).
+func writeRemoteRatio(w io.Writer, results []ordersResult) {
+	var local, remote *ordersResult
+	for i := range results {
+		r := &results[i]
+		if r.err != nil || r.engine != "sqlite" {
+			continue
+		}
+		switch r.path {
+		case "HTTP":
+			local = r
+		case pathRemote:
+			remote = r
+		}
+	}
+	if local == nil || remote == nil || local.perSecond() == 0 {
+		return
+	}
+	fmt.Fprintf(w, "remote mode (saga): %.0f orders/s, p99 %s = %.2f× local mode's %.0f orders/s, p99 %s, over HTTP in the same run (aim: at least 0.5×)\n",
+		remote.perSecond(), fmtLatency(remote.pct(0.99)), remote.perSecond()/local.perSecond(), local.perSecond(), fmtLatency(local.pct(0.99)))
 }

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// TestOrdersHasItsBaseline: a small run prints the in-process baseline and the HTTP row with
-// its ratios to it, and every order succeeds.
+// TestOrdersHasItsBaseline: a small run prints the in-process baseline, the HTTP row and the
+// remote-mode (saga) row with their ratios to it, and remote mode's ratio to local mode; every
+// order succeeds.
 func TestOrdersHasItsBaseline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -21,6 +22,9 @@ func TestOrdersHasItsBaseline(t *testing.T) {
 	for _, row := range []*regexp.Regexp{
 		regexp.MustCompile(`sqlite\s+in process\s+200\s+0\s+\d+\s.*\s-\s+-\s*\n`),
 		regexp.MustCompile(`sqlite\s+HTTP\s+200\s+0\s+\d+\s.*\s\d+\.\d\d\s+\d+\.\d\d\s*\n`),
+		// Remote mode: the saga places the same orders across the extracted services.
+		regexp.MustCompile(`sqlite\s+HTTP, remote \(saga\)\s+200\s+0\s+\d+\s.*\s\d+\.\d\d\s+\d+\.\d\d\s*\n`),
+		regexp.MustCompile(`remote mode \(saga\): \d+ orders/s, p99 \S+ = \d+\.\d\d× local mode's \d+ orders/s`),
 	} {
 		if !row.MatchString(out.String()) {
 			t.Errorf("no row matching %s in:\n%s", row, out.String())

@@ -11,8 +11,9 @@ import (
 	"github.com/ficus-project/ficus/platform/fault"
 )
 
-// Order states.
+// Order states. Pending is an order whose saga is still placing it (remote mode).
 const (
+	Pending   = "pending"
 	Placed    = "placed"
 	Cancelled = "cancelled"
 )
@@ -24,7 +25,8 @@ type Line struct {
 	UnitPriceCents int64
 }
 
-// Order is a placed (and perhaps cancelled) order. Its HTTP form is contract.Order.
+// Order is a placed (and perhaps cancelled) order, or one its saga is placing or failed to
+// place. Its HTTP form is contract.Order.
 type Order struct {
 	ID         string
 	CustomerID string
@@ -35,7 +37,12 @@ type Order struct {
 	Lines       []Line
 	CreatedAt   time.Time
 	CancelledAt *time.Time
+	// Saga is the order's saga, if it has one.
+	Saga *Saga
 }
+
+// InProgress reports whether the order's saga is still at work: placing it, or cancelling it.
+func (o Order) InProgress() bool { return o.Saga != nil && !o.Saga.Terminal() }
 
 // Wire returns the order as the HTTP contract shows it.
 func (o Order) Wire() contract.Order {
@@ -44,6 +51,9 @@ func (o Order) Wire() contract.Order {
 		CreatedAt: contract.Timestamp(o.CreatedAt), CancelledAt: contract.OptionalTimestamp(o.CancelledAt)}
 	for i, l := range o.Lines {
 		out.Lines[i] = contract.OrderLine{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	}
+	if o.Saga != nil {
+		out.Saga = o.Saga.Wire()
 	}
 	return out
 }

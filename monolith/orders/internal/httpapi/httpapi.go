@@ -20,6 +20,8 @@ type Service interface {
 	Order(ctx context.Context, id string) (domain.Order, error)
 	ByCustomer(ctx context.Context, customerID string, after *domain.Key, limit int) ([]domain.Order, error)
 	Cancel(ctx context.Context, id string) (domain.Order, error)
+	// Details returns the order with its payment and reservation, as the contract shows it.
+	Details(ctx context.Context, id string) (contract.OrderDetails, error)
 }
 
 // Register adds the module's routes to g; idempotent guards the unsafe POST.
@@ -27,9 +29,12 @@ func Register(g *echo.Group, s Service, idempotent echo.MiddlewareFunc) {
 	g.POST("/api/orders", place(s), idempotent)
 	g.GET("/api/orders", list(s))
 	g.GET("/api/orders/:id", get(s))
+	g.GET("/api/orders/:id/details", details(s))
 	g.POST("/api/orders/:id/cancel", cancel(s))
 }
 
+// place answers 201 with the placed order; in saga mode, 202 with the order still pending
+// when its saga has not ended within the module's reply time, with Location to poll.
 func place(s Service) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var in domain.PlaceOrder
@@ -41,7 +46,21 @@ func place(s Service) echo.HandlerFunc {
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderLocation, "/api/orders/"+out.ID)
+		if out.InProgress() {
+			c.Response().Header().Set("Retry-After", "1")
+			return c.JSON(http.StatusAccepted, out.Wire())
+		}
 		return c.JSON(http.StatusCreated, out.Wire())
+	}
+}
+
+func details(s Service) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		out, err := s.Details(c.Request().Context(), c.Param("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 }
 
@@ -96,11 +115,19 @@ func get(s Service) echo.HandlerFunc {
 	}
 }
 
+// cancel answers 200 with the cancelled order; in saga mode, 202 with the order (still
+// placed, its cancel saga at work) when the cancellation has not ended within the module's
+// reply time.
 func cancel(s Service) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		out, err := s.Cancel(c.Request().Context(), c.Param("id"))
 		if err != nil {
 			return err
+		}
+		if out.InProgress() {
+			c.Response().Header().Set(echo.HeaderLocation, "/api/orders/"+out.ID)
+			c.Response().Header().Set("Retry-After", "1")
+			return c.JSON(http.StatusAccepted, out.Wire())
 		}
 		return c.JSON(http.StatusOK, out.Wire())
 	}
