@@ -4,7 +4,7 @@ BIN     := bin/ficus
 PKGS    := ./...
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-postgres test-short test-saga-long lint compare bench fuzz clean
+.PHONY: all build run test test-postgres test-short test-saga-long chaos lint compare bench fuzz clean
 
 all: build
 
@@ -35,6 +35,19 @@ test-short:
 test-saga-long:
 	FICUS_SAGA_E2E_ORDERS=10000 $(GO) test -count=1 -timeout 30m -run 'TestKillTheMonolithMidSaga' -v ./cmd/ficus/
 	$(GO) test -count=1 -timeout 30m -run 'TestSagaProperties' ./monolith/orders/ -rapid.checks=2000
+
+## chaos: the chaos suite's long form (make test runs one short round): the shop in remote
+## mode under a steady order load through the facade while each component is killed with
+## SIGKILL and started again in turn (facade, monolith, inventory, payments, the bus; each
+## node of a 3-node NATS cluster) and config.yaml is corrupted under the facade; then every
+## accepted order must be terminal, stock and money reconcile, no event lost or duplicated,
+## ficus migrate verify clean. On SQLite and on PostgreSQL (a throwaway server from
+## .ci/postgres unless FICUS_TEST_POSTGRES names one). Prints a report per phase.
+CHAOS_ROUNDS ?= 3
+CHAOS_PHASE  ?= 8s
+chaos:
+	FICUS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FICUS_CHAOS_PHASE=$(CHAOS_PHASE) FICUS_CHAOS_CLUSTER=1 FICUS_REQUIRE_POSTGRES=1 \
+	  $(if $(FICUS_TEST_POSTGRES),,.ci/postgres run) $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/ficus/
 
 ## lint: go vet and staticcheck.
 lint:

@@ -148,10 +148,19 @@ func placeUntilAnswered(ctx context.Context, url, key, body string) (int, string
 // that stock is conserved, that every captured payment belongs to exactly one placed order of
 // its amount, that no order was charged twice, and that no Idempotency-Key started two orders.
 func (r *sagaRig) checkShopInvariants(initial map[string]int, keys int) (placed, cancelled int) {
-	t := r.t
+	r.t.Helper()
+	return checkShop(r.t, "sqlite:"+filepath.Join(r.dir, "data", "monolith.db"), "sqlite:"+filepath.Join(r.dir, "data", "payments.db"),
+		r.url("inventory"), initial, keys, nil)
+}
+
+// checkShop is checkShopInvariants on the monolith's and the payments service's databases
+// (DSNs) and the inventory service at inventoryURL. accepted, if given, are the orders the
+// clients were answered 201 or 202 for, by id: each must be a saga, and one answered 201
+// placed.
+func checkShop(t *testing.T, monolithDSN, paymentsDSN, inventoryURL string, initial map[string]int, keys int, accepted map[string]chaosOrder) (placed, cancelled int) {
 	t.Helper()
 	ctx := context.Background()
-	mono, err := store.Open(ctx, "sqlite:"+filepath.Join(r.dir, "data", "monolith.db"), store.Options{Modules: []string{orders.Module}})
+	mono, err := store.Open(ctx, monolithDSN, store.Options{Modules: []string{orders.Module}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +193,19 @@ func (r *sagaRig) checkShopInvariants(initial map[string]int, keys int) (placed,
 	if len(sagas) > keys {
 		t.Errorf("%d sagas for %d idempotency keys", len(sagas), keys)
 	}
+	byID := map[string]orders.Saga{}
+	for _, sg := range sagas {
+		byID[sg.ID] = sg
+	}
+	for id, o := range accepted {
+		sg, ok := byID[id]
+		switch {
+		case !ok:
+			t.Errorf("order %s (key %s) was answered %d, but no saga has its id", id, o.key, o.status)
+		case o.status == 201 && sg.State != orders.SagaPlaced:
+			t.Errorf("order %s was answered 201, but its saga ended %s", id, sg.State)
+		}
+	}
 	byKey := map[string]string{}
 	sold := map[string]int{}
 	placedBy := map[string]orders.Saga{}
@@ -194,7 +216,7 @@ func (r *sagaRig) checkShopInvariants(initial map[string]int, keys int) (placed,
 			t.Errorf("one idempotency key started sagas %s and %s", other, sg.ID)
 		}
 		byKey[sg.RequestKey] = sg.ID
-		status, body := httpDo("GET", r.url("inventory")+"/api/inventory/reservations/"+sg.ID, "")
+		status, body := httpDo("GET", inventoryURL+"/api/inventory/reservations/"+sg.ID, "")
 		var res struct{ State string }
 		_ = json.Unmarshal([]byte(body), &res)
 		if sg.State == orders.SagaPlaced {
@@ -214,7 +236,7 @@ func (r *sagaRig) checkShopInvariants(initial map[string]int, keys int) (placed,
 		}
 	}
 	for sku, had := range initial {
-		status, body := httpDo("GET", r.url("inventory")+"/api/inventory/items/"+sku, "")
+		status, body := httpDo("GET", inventoryURL+"/api/inventory/items/"+sku, "")
 		var it struct {
 			OnHand   int `json:"on_hand"`
 			Reserved int `json:"reserved"`
@@ -224,7 +246,7 @@ func (r *sagaRig) checkShopInvariants(initial map[string]int, keys int) (placed,
 			t.Errorf("%s: %d %s; want nothing reserved and on hand + %d sold = %d", sku, status, body, sold[sku], had)
 		}
 	}
-	pay, err := store.Open(ctx, "sqlite:"+filepath.Join(r.dir, "data", "payments.db"), store.Options{Modules: []string{"payments"}})
+	pay, err := store.Open(ctx, paymentsDSN, store.Options{Modules: []string{"payments"}})
 	if err != nil {
 		t.Fatal(err)
 	}
