@@ -100,7 +100,7 @@ func (m *Migration) Backfill(ctx context.Context, stream Stream, opts BackfillOp
 	if r.backfillIsDone {
 		res.AlreadyDone, res.Resumed = true, false
 	}
-	for _, t := range m.spec.Tables {
+	for _, t := range m.spec.tables(m.dir) {
 		c, err := m.copyTable(ctx, t)
 		res.Rows += c.Rows
 		if c.Table != "" {
@@ -224,7 +224,7 @@ func (m *Migration) copyTable(ctx context.Context, t Table) (TableCopy, error) {
 		return out, nil
 	}
 	if !c.found {
-		if c.expect, err = count(ctx, m.from.DB, t); err != nil {
+		if c.expect, err = count(ctx, m.from.DB, m.onSource(t)); err != nil {
 			return out, err
 		}
 		err := store.Write(ctx, m.to.DB, func(ctx context.Context, tx *gorm.DB) error {
@@ -308,7 +308,7 @@ type pageResult struct {
 func (m *Migration) prefetch(ctx context.Context, t Table, after []any) <-chan pageResult {
 	ch := make(chan pageResult, 1)
 	go func() {
-		rows, err := page(ctx, m.from.DB, t, after, m.opts.Batch)
+		rows, err := page(ctx, m.from.DB, m.onSource(t), after, m.opts.Batch)
 		ch <- pageResult{rows, err}
 	}()
 	return ch
@@ -351,7 +351,7 @@ func (m *Migration) withParents(ctx context.Context, t Table, rows []row) ([]wri
 		if len(missing) == 0 {
 			continue
 		}
-		prows, err := lookup(ctx, m.from.DB, p, missing)
+		prows, err := lookup(ctx, m.from.DB, m.onSource(p), missing)
 		if err != nil {
 			return nil, err
 		}

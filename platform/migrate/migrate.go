@@ -124,6 +124,8 @@ type Migration struct {
 	spec     Spec
 	dir      Direction
 	from, to Side
+	// monolith is the side that is the monolith: from or to.
+	monolith Side
 	opts     Options
 	log      *slog.Logger
 	// prec is the time precision both engines keep (PostgreSQL keeps microseconds).
@@ -157,7 +159,7 @@ func New(spec Spec, dir Direction, monolith, service Side, opts Options) (*Migra
 		host, _ := os.Hostname()
 		opts.Holder = host + ":" + strconv.Itoa(os.Getpid())
 	}
-	m := &Migration{spec: spec, dir: dir, opts: opts, log: opts.Logger}
+	m := &Migration{spec: spec, dir: dir, opts: opts, log: opts.Logger, monolith: monolith}
 	switch dir {
 	case Forward:
 		m.from, m.to = monolith, service
@@ -202,6 +204,28 @@ func (m *Migration) progress(p Progress) {
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// on returns t as side holds it: the monolith may hold a service's table under another
+// shape (Table.Monolith).
+func (m *Migration) on(side Side, t Table) Table {
+	if side == m.monolith {
+		return t.onMonolith()
+	}
+	return t
+}
+
+// onSource returns t as the source holds it.
+func (m *Migration) onSource(t Table) Table { return m.on(m.from, t) }
+
+// render renders a row of t read from either side for comparison: its values as canon
+// renders them, the columns that are a side's own (Table.Local) left out.
+func (m *Migration) render(t Table, r row) []string {
+	c := canonRow(r, m.prec)
+	for _, l := range t.Local {
+		c[t.colIdx(l)] = ""
+	}
+	return c
+}
+
 // prepare checks that both sides hold the capability's tables and columns, and creates the
 // migration's own tables in the target.
 func (m *Migration) prepare(ctx context.Context) error {
@@ -218,7 +242,8 @@ func (m *Migration) prepare(ctx context.Context) error {
 
 // checkSchema checks that s holds every table and column of the spec.
 func (m *Migration) checkSchema(ctx context.Context, s Side) error {
-	for _, t := range m.spec.Tables {
+	for _, t := range m.spec.tables(m.dir) {
+		t = m.on(s, t)
 		if err := s.DB.WithContext(ctx).Exec(fmt.Sprintf("SELECT 1 FROM %s WHERE 1 = 0", t.Name)).Error; err != nil {
 			return fmt.Errorf("%w: the %s's database (%s) has no table %s: create its schema first (start the %s once: it applies its migrations)",
 				ErrSchema, s.Name, s.Identity, t.Name, s.Name)

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,6 +29,7 @@ func TestPostgres(t *testing.T) {
 		TestSyncRecomputesBalancesFromRows,
 		TestSyncReconcilesTablesWithoutEvents,
 		TestReverseCopiesTheServicesWritesBack,
+		TestPaymentsCarriesTheCustomerCopy,
 	)
 }
 
@@ -44,6 +46,15 @@ func TestSpecsAreValid(t *testing.T) {
 	bad.Tables[2].Refs = append(bad.Tables[2].Refs, Ref{Column: "sku", Table: "nowhere"})
 	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("a reference to an unknown table: %v", err)
+	}
+	view := Payments()
+	view.Tables[2].Monolith = &View{Table: "customers_customers", Columns: []string{"lower(id)", "email", "credit_limit_cents", "version", "updated_at", "updated_at"}}
+	view.Tables[2].Local = []string{"customer_id", "nope"}
+	err := view.validate()
+	for _, want := range []string{`key column customer_id is "lower(id)"`, "local column customer_id", "local column nope"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a view paged by an expression, local key and unknown columns: %v, want it to say %q", err, want)
+		}
 	}
 }
 
@@ -439,4 +450,89 @@ func TestSyncRefusesAGapInTheStream(t *testing.T) {
 		t.Errorf("sync against an emptied stream: %v, want ErrEventsGone", err)
 	}
 	syncUp(t, m, b) // the real stream holds everything: the claim was released each time
+}
+
+// seedCustomer writes a customer into the monolith's customers table, as its module does.
+func seedCustomer(t *testing.T, db *gorm.DB, id string, limit, version int64, at time.Time) {
+	t.Helper()
+	mustExec(t, db, `INSERT INTO customers_customers (id, name, email, credit_limit_cents, version, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET credit_limit_cents = excluded.credit_limit_cents,
+		version = excluded.version, updated_at = excluded.updated_at`, id, "Customer "+id, id+"@example.com", limit, version, at, at)
+}
+
+// customerCopy reads the service's copy of a customer: its credit limit and version.
+func customerCopy(t *testing.T, db *gorm.DB, id string) (limit, version int64) {
+	t.Helper()
+	if err := db.Raw("SELECT credit_limit_cents, version FROM payments_customers WHERE customer_id = ?", id).Row().Scan(&limit, &version); err != nil {
+		t.Fatalf("reading the service's copy of %s: %v", id, err)
+	}
+	return limit, version
+}
+
+// TestPaymentsCarriesTheCustomerCopy: the payments service's copy of the customers is seeded
+// by backfill from the monolith's customers table (another table, another shape), kept whole
+// by sync's reconcile pass without going back in version, compared by verify without the
+// service's own applied_at, and left alone by the reverse direction: the monolith owns the
+// customers.
+func TestPaymentsCarriesTheCustomerCopy(t *testing.T) {
+	p := newPair(t, Payments())
+	b := newBus(t)
+	at := time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(time.Millisecond) // long out of the stream
+	for i := range 250 {
+		seedCustomer(t, p.mono.DB, fmt.Sprintf("cus-%04d", i), int64(1000+i), 1, at)
+	}
+	// The service's consumer already applied a newer change of one customer than the
+	// monolith's table shows the backfill (its event overtook the copy).
+	mustExec(t, p.svc.DB, `INSERT INTO payments_customers (customer_id, email, credit_limit_cents, version, updated_at, applied_at)
+		VALUES ('cus-0007', 'cus-0007@example.com', 5, 2, ?, ?)`, at, time.Now().UTC())
+	m := p.migration(t, Forward, Options{Batch: 100})
+	res := backfill(t, m, b)
+	if n := countRows(t, p.svc.DB, "payments_customers"); n != 250 {
+		t.Fatalf("the service's copy holds %d customers after backfill, want 250 (%+v)", n, res.Tables)
+	}
+	if limit, v := customerCopy(t, p.svc.DB, "cus-0003"); limit != 1003 || v != 1 {
+		t.Errorf("cus-0003 on the service: limit %d version %d, want 1003 version 1", limit, v)
+	}
+	if limit, v := customerCopy(t, p.svc.DB, "cus-0007"); limit != 5 || v != 2 {
+		t.Errorf("cus-0007 on the service: limit %d version %d, want the newer copy (5, version 2) kept", limit, v)
+	}
+	// The monolith catches up with cus-0007 and changes two more; the service applies
+	// one of them itself from its event, later (its applied_at is its own).
+	seedCustomer(t, p.mono.DB, "cus-0007", 5, 2, at)
+	seedCustomer(t, p.mono.DB, "cus-0010", 77, 2, at.Add(time.Hour))
+	seedCustomer(t, p.mono.DB, "cus-0011", 88, 2, at.Add(time.Hour))
+	seedCustomer(t, p.mono.DB, "cus-9999", 99, 1, at.Add(time.Hour))
+	mustExec(t, p.svc.DB, "UPDATE payments_customers SET credit_limit_cents = 77, version = 2, updated_at = ?, applied_at = ? WHERE customer_id = 'cus-0010'",
+		at.Add(time.Hour), time.Now().UTC())
+	rep, err := m.Verify(testCtx(t), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cust TableReport
+	for _, tr := range rep.Tables {
+		if tr.Table == "payments_customers" {
+			cust = tr
+		}
+	}
+	if cust.Changed != 1 || cust.Missing != 1 || cust.Extra != 0 {
+		t.Errorf("verify before sync: customers %d changed, %d missing, %d extra; want cus-0011 changed and cus-9999 missing (cus-0007's and cus-0010's applied_at is the service's own)",
+			cust.Changed, cust.Missing, cust.Extra)
+	}
+	syncUp(t, p.migration(t, Forward, Options{}), b)
+	mustBeClean(t, m)
+	if limit, _ := customerCopy(t, p.svc.DB, "cus-9999"); limit != 99 {
+		t.Errorf("cus-9999 on the service after sync: limit %d, want 99", limit)
+	}
+	// Reverse: the customers are not the service's to give back.
+	rev := p.migration(t, Reverse, Options{})
+	rres := backfill(t, rev, b)
+	for _, tc := range rres.Tables {
+		if tc.Table == "payments_customers" {
+			t.Errorf("the reverse backfill copied the customer copy back: %+v", tc)
+		}
+	}
+	rrep := mustBeClean(t, rev)
+	if len(rrep.Tables) != 2 {
+		t.Errorf("reverse verify compared %d tables, want 2 (not the customer copy)", len(rrep.Tables))
+	}
 }

@@ -41,6 +41,25 @@ type Table struct {
 	// Refs are the table's references to other tables of the spec, which must hold the
 	// referenced row before a row that refers to it is written.
 	Refs []Ref
+	// Monolith, if set, is how the monolith holds the table's data when it is not the same
+	// table: the service's table is then its copy of data the monolith owns (a read model,
+	// such as payments' copy of the customers). Such a table moves one way only: backfill,
+	// sync and verify copy it from the monolith to the service, and the reverse direction
+	// leaves it alone, since the monolith never stopped owning the data.
+	Monolith *View
+	// Local are columns whose value is the service's own (when it applied a change): copied
+	// when a row is written, but neither compared by verify nor a reason to copy a row again.
+	Local []string
+}
+
+// View is how the monolith holds the data of a service's table (Table.Monolith).
+type View struct {
+	// Table is the monolith's table: "customers_customers".
+	Table string
+	// Columns give, for each of the service table's Columns in order, the monolith's column
+	// or SQL expression that holds its value. The key's must be plain columns: the monolith's
+	// table is paged by them.
+	Columns []string
 }
 
 // Ref is a reference from a column to the single-column key of another table.
@@ -90,7 +109,10 @@ func Inventory() Spec {
 }
 
 // Payments is the payments capability: payments, and each customer's outstanding total.
-// Captures and refunds emit events with the payment id as their subject.
+// Captures and refunds emit events with the payment id as their subject. The service also
+// keeps a copy of the customers it charges (the monolith's customers module owns them), fed
+// by their events; backfill seeds it and sync's reconcile passes keep it whole, so customers
+// whose events the stream no longer holds are known to the service too.
 func Payments() Spec {
 	return Spec{
 		Capability: "payments",
@@ -99,6 +121,12 @@ func Payments() Spec {
 				Columns: []string{"id", "customer_id", "amount_cents", "reference", "status", "created_at", "refunded_at"}},
 			{Name: "payments_balances", Key: []string{"customer_id"},
 				Columns: []string{"customer_id", "outstanding_cents"}},
+			{Name: "payments_customers", Key: []string{"customer_id"}, Version: "version", Local: []string{"applied_at"},
+				Columns: []string{"customer_id", "email", "credit_limit_cents", "version", "updated_at", "applied_at"},
+				// A backfilled row says it was applied when the monolith made the change: it
+				// is at least that fresh.
+				Monolith: &View{Table: "customers_customers",
+					Columns: []string{"id", "email", "credit_limit_cents", "version", "updated_at", "updated_at"}}},
 		},
 		Follows: []Follow{
 			{Type: contract.TypePaymentCaptured, Table: "payments_payments"},
@@ -134,6 +162,35 @@ func (s Spec) table(name string) (Table, bool) {
 		}
 	}
 	return Table{}, false
+}
+
+// tables returns the spec's tables that move in direction dir, in copy order: all of them
+// forward, reverse only those the monolith holds under the same name.
+func (s Spec) tables(dir Direction) []Table {
+	if dir == Forward {
+		return s.Tables
+	}
+	var out []Table
+	for _, t := range s.Tables {
+		if t.Monolith == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// onMonolith returns t as the monolith holds it: t itself, or, for a copy the service keeps
+// of the monolith's data, a table of the monolith's name whose columns are the view's
+// columns (in t's order) and whose key is the monolith's columns of t's key.
+func (t Table) onMonolith() Table {
+	if t.Monolith == nil {
+		return t
+	}
+	v := Table{Name: t.Monolith.Table, Columns: t.Monolith.Columns, Version: t.Version, Local: t.Local}
+	for _, k := range t.Key {
+		v.Key = append(v.Key, t.Monolith.Columns[t.colIdx(k)])
+	}
+	return v
 }
 
 // types returns the event types the spec follows, each once.
@@ -181,6 +238,25 @@ func (s Spec) validate() error {
 		if t.Version != "" && !slices.Contains(t.Columns, t.Version) {
 			errs = append(errs, fmt.Sprintf("table %s: version column %s is not among its columns", t.Name, t.Version))
 		}
+		for _, c := range t.Local {
+			if !slices.Contains(t.Columns, c) || slices.Contains(t.Key, c) {
+				errs = append(errs, fmt.Sprintf("table %s: local column %s is not one of its columns outside the key", t.Name, c))
+			}
+		}
+		if v := t.Monolith; v != nil {
+			switch {
+			case v.Table == "" || len(v.Columns) != len(t.Columns):
+				errs = append(errs, fmt.Sprintf("table %s: its monolith view needs a table and one column per column", t.Name))
+			case len(t.Refs) > 0:
+				errs = append(errs, fmt.Sprintf("table %s: a table the monolith holds under another shape cannot refer to other tables", t.Name))
+			default:
+				for _, k := range t.Key {
+					if c := v.Columns[t.colIdx(k)]; !plainColumn(c) {
+						errs = append(errs, fmt.Sprintf("table %s: key column %s is %q on the monolith, not a plain column", t.Name, k, c))
+					}
+				}
+			}
+		}
 		for _, r := range t.Refs {
 			p, ok := s.table(r.Table)
 			switch {
@@ -210,4 +286,17 @@ func (s Spec) validate() error {
 		return fmt.Errorf("migration spec %s: %s", s.Capability, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// plainColumn reports whether c is a column name rather than an expression.
+func plainColumn(c string) bool {
+	if c == "" {
+		return false
+	}
+	for _, r := range c {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }

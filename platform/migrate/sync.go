@@ -178,12 +178,12 @@ func (s *syncer) apply(ctx context.Context, batch []bus.Stored) error {
 	// trips while a write transaction is open.
 	var writes []write
 	groups := map[string][]any{} // rollup table → groups whose rows changed
-	for _, t := range m.spec.Tables {
+	for _, t := range m.spec.tables(m.dir) {
 		ks := keys[t.Name]
 		if len(ks) == 0 {
 			continue
 		}
-		rows, err := lookup(ctx, m.from.DB, t, ks)
+		rows, err := lookup(ctx, m.from.DB, m.onSource(t), ks)
 		if err != nil {
 			return err
 		}
@@ -341,7 +341,7 @@ func (s *syncer) reconcile(ctx context.Context) error {
 	m := s.m
 	s.lastPass = time.Now()
 	var tables []string
-	for _, t := range m.spec.Tables {
+	for _, t := range m.spec.tables(m.dir) {
 		if m.spec.followed(t.Name) {
 			continue
 		}
@@ -366,7 +366,7 @@ func (m *Migration) repair(ctx context.Context, t Table) (int64, error) {
 	var repaired int64
 	var after []any
 	for {
-		src, err := page(ctx, m.from.DB, t, after, m.opts.Batch)
+		src, err := page(ctx, m.from.DB, m.onSource(t), after, m.opts.Batch)
 		if err != nil {
 			return repaired, err
 		}
@@ -374,13 +374,13 @@ func (m *Migration) repair(ctx context.Context, t Table) (int64, error) {
 			return repaired, nil
 		}
 		after = t.key(src[len(src)-1])
-		dst, err := m.matching(ctx, m.to.DB, t, src)
+		dst, err := m.matching(ctx, m.to, t, src)
 		if err != nil {
 			return repaired, err
 		}
 		var differ []row
 		for _, r := range src {
-			c := canonRow(r, m.prec)
+			c := m.render(t, r)
 			d, ok := dst[rowKey(t, c)]
 			if !ok || checksum(d) != checksum(c) {
 				differ = append(differ, r)

@@ -135,7 +135,7 @@ func (m *Migration) Verify(ctx context.Context, opts VerifyOptions) (Report, err
 	if err := m.prepare(ctx); err != nil {
 		return rep, err
 	}
-	for _, t := range m.spec.Tables {
+	for _, t := range m.spec.tables(m.dir) {
 		tr, err := m.verifyTable(ctx, t, opts)
 		rep.Tables = append(rep.Tables, tr)
 		if err != nil {
@@ -149,7 +149,7 @@ func (m *Migration) Verify(ctx context.Context, opts VerifyOptions) (Report, err
 
 func (m *Migration) verifyTable(ctx context.Context, t Table, opts VerifyOptions) (TableReport, error) {
 	tr := TableReport{Table: t.Name, Columns: t.Columns}
-	total, err := count(ctx, m.from.DB, t)
+	total, err := count(ctx, m.from.DB, m.onSource(t))
 	if err != nil {
 		return tr, err
 	}
@@ -169,18 +169,18 @@ func (m *Migration) verifyTable(ctx context.Context, t Table, opts VerifyOptions
 	var matched int64
 	var after []any
 	for {
-		src, err := page(ctx, m.from.DB, t, after, m.opts.Batch)
+		src, err := page(ctx, m.from.DB, m.onSource(t), after, m.opts.Batch)
 		if err != nil {
 			return tr, err
 		}
 		if len(src) > 0 {
 			after = t.key(src[len(src)-1])
-			dst, err := m.matching(ctx, m.to.DB, t, src)
+			dst, err := m.matching(ctx, m.to, t, src)
 			if err != nil {
 				return tr, err
 			}
 			for _, r := range src {
-				c := canonRow(r, m.prec)
+				c := m.render(t, r)
 				sum := checksum(c)
 				tr.SourceRows++
 				tr.SourceSum += sum
@@ -220,12 +220,12 @@ func (m *Migration) verifyTable(ctx context.Context, t Table, opts VerifyOptions
 			return tr, nil
 		}
 		after = t.key(dst[len(dst)-1])
-		src, err := m.matching(ctx, m.from.DB, t, dst)
+		src, err := m.matching(ctx, m.from, t, dst)
 		if err != nil {
 			return tr, err
 		}
 		for _, r := range dst {
-			c := canonRow(r, m.prec)
+			c := m.render(t, r)
 			if _, ok := src[rowKey(t, c)]; !ok {
 				tr.TargetSum += checksum(c)
 				note(Difference{Kind: Extra, Key: keyVals(t, c), Target: c})
@@ -237,9 +237,9 @@ func (m *Migration) verifyTable(ctx context.Context, t Table, opts VerifyOptions
 	}
 }
 
-// matching returns db's rows of t with the keys of rows (and possibly more), rendered, by
+// matching returns side's rows of t with the keys of rows (and possibly more), rendered, by
 // rowKey.
-func (m *Migration) matching(ctx context.Context, db *gorm.DB, t Table, rows []row) (map[string][]string, error) {
+func (m *Migration) matching(ctx context.Context, side Side, t Table, rows []row) (map[string][]string, error) {
 	first := t.keyIdx()[0]
 	seen := map[string]bool{}
 	var vals []any
@@ -249,13 +249,13 @@ func (m *Migration) matching(ctx context.Context, db *gorm.DB, t Table, rows []r
 			vals = append(vals, r[first])
 		}
 	}
-	got, err := lookup(ctx, db, t, vals)
+	got, err := lookup(ctx, side.DB, m.on(side, t), vals)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string][]string, len(got))
 	for _, r := range got {
-		c := canonRow(r, m.prec)
+		c := m.render(t, r)
 		out[rowKey(t, c)] = c
 	}
 	return out, nil
