@@ -5,12 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/ficus-project/ficus/facade/guard"
 )
 
 // ShutdownTimeout caps how long Serve waits for requests in flight once its context is done.
 const ShutdownTimeout = 10 * time.Second
+
+// MaxHeaderBytes bounds a request's line and headers on the proxy and admin listeners;
+// a longer head is answered 431.
+const MaxHeaderBytes = 64 << 10
 
 // Serve serves the proxy on proxyLn and the admin API on adminLn until ctx is done. Then it
 // marks the facade as draining, shuts the proxy down gracefully, waiting up to
@@ -19,7 +26,9 @@ const ShutdownTimeout = 10 * time.Second
 // hit.
 //
 // Serve refuses an admin listener that other hosts can reach (not loopback) unless
-// facade.admin.allow_remote is set, and closes both listeners.
+// facade.admin.allow_remote is set, and closes both listeners. Both listeners are guarded
+// against request smuggling (package guard): a request whose framing two HTTP parsers could
+// read differently is answered 400 and its connection closed before a handler sees it.
 func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error {
 	if err := checkAdminAddr(adminLn.Addr(), f.Config().Facade.Admin.AllowRemote); err != nil {
 		proxyLn.Close()
@@ -33,6 +42,7 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 		// body with facade.body_timeout instead.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          errLog,
 	}
 	admin := &http.Server{
@@ -40,8 +50,10 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          errLog,
 	}
+	proxyLn, adminLn = f.guard(proxyLn, "facade"), f.guard(adminLn, "admin")
 	errs := make(chan error, 2)
 	go func() { errs <- serveOn(proxy, proxyLn, "facade") }()
 	go func() { errs <- serveOn(admin, adminLn, "admin") }()
@@ -59,6 +71,21 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 	first = errors.Join(first, shutdown(sctx, admin, "admin"))
 	f.Close()
 	return first
+}
+
+// guard wraps ln in the request-smuggling guard, which logs what it refuses (at most a line
+// a second) and, on the proxy listener, counts it as ficus_facade_rejected_total{reason=
+// "bad_framing"}.
+func (f *Facade) guard(ln net.Listener, listener string) net.Listener {
+	refused := f.metrics.rejected.WithLabelValues("bad_framing")
+	return guard.NewListener(ln, guard.Options{MaxHeaderBytes: MaxHeaderBytes,
+		Rejected: func(remote net.Addr, status int, reason string) {
+			if listener == "facade" {
+				refused.Inc()
+			}
+			f.logs.log(f.log, slog.LevelWarn, "guard-"+listener, "request refused before routing",
+				"listener", listener, "remote", remote.String(), "status", status, "reason", reason)
+		}})
 }
 
 // checkAdminAddr refuses an admin address other hosts can reach unless that is allowed.
