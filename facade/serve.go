@@ -35,24 +35,7 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 		adminLn.Close()
 		return err
 	}
-	errLog := errorLog(f.log, f.logs)
-	proxy := &http.Server{
-		Handler: f.Handler(),
-		// No ReadTimeout: it would also end long responses. The proxy bounds each request
-		// body with facade.body_timeout instead.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          errLog,
-	}
-	admin := &http.Server{
-		Handler:           f.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          errLog,
-	}
+	proxy, admin := f.servers()
 	proxyLn, adminLn = f.guard(proxyLn, "facade"), f.guard(adminLn, "admin")
 	errs := make(chan error, 2)
 	go func() { errs <- serveOn(proxy, proxyLn, "facade") }()
@@ -71,6 +54,30 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 	first = errors.Join(first, shutdown(sctx, admin, "admin"))
 	f.Close()
 	return first
+}
+
+// servers returns the proxy's and the admin API's servers, each bounded in header size and in
+// time: headers, idle connections, and the admin API's whole request.
+func (f *Facade) servers() (proxy, admin *http.Server) {
+	errLog := errorLog(f.log, f.logs)
+	proxy = &http.Server{
+		Handler: f.Handler(),
+		// No ReadTimeout: it would also end long responses. The proxy bounds each request
+		// body with facade.body_timeout (and its size with facade.max_body_bytes) instead.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	admin = &http.Server{
+		Handler:           f.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	return proxy, admin
 }
 
 // guard wraps ln in the request-smuggling guard, which logs what it refuses (at most a line
