@@ -93,7 +93,7 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 		}, []string{"route", "backend"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_facade_rejected_total",
-			Help: "Requests refused before reaching a backend, by reason (no_route, ambiguous_path, internal_path).",
+			Help: "Requests refused before reaching a backend, by reason (no_route, ambiguous_path, internal_path, bad_framing: refused by the request-smuggling guard).",
 		}, []string{"reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_backend_retries_total",

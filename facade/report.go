@@ -61,7 +61,9 @@ type FieldCount struct {
 	Count int64  `json:"count"`
 }
 
-// DiffSample is one differing sample in full, secrets redacted.
+// DiffSample is one differing sample in full, secrets redacted: the values of secret headers
+// (alwaysRedacted and facade.shadow.redact_headers) and of JSON fields whose names say
+// password, secret, token, api key or credential.
 type DiffSample struct {
 	Time      time.Time `json:"time"`
 	Route     string    `json:"route"`

@@ -5,12 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/ficus-project/ficus/facade/guard"
 )
 
 // ShutdownTimeout caps how long Serve waits for requests in flight once its context is done.
 const ShutdownTimeout = 10 * time.Second
+
+// MaxHeaderBytes bounds a request's line and headers on the proxy and admin listeners;
+// a longer head is answered 431.
+const MaxHeaderBytes = 64 << 10
 
 // Serve serves the proxy on proxyLn and the admin API on adminLn until ctx is done. Then it
 // marks the facade as draining, shuts the proxy down gracefully, waiting up to
@@ -19,29 +26,17 @@ const ShutdownTimeout = 10 * time.Second
 // hit.
 //
 // Serve refuses an admin listener that other hosts can reach (not loopback) unless
-// facade.admin.allow_remote is set, and closes both listeners.
+// facade.admin.allow_remote is set, and closes both listeners. Both listeners are guarded
+// against request smuggling (package guard): a request whose framing two HTTP parsers could
+// read differently is answered 400 and its connection closed before a handler sees it.
 func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error {
 	if err := checkAdminAddr(adminLn.Addr(), f.Config().Facade.Admin.AllowRemote); err != nil {
 		proxyLn.Close()
 		adminLn.Close()
 		return err
 	}
-	errLog := errorLog(f.log, f.logs)
-	proxy := &http.Server{
-		Handler: f.Handler(),
-		// No ReadTimeout: it would also end long responses. The proxy bounds each request
-		// body with facade.body_timeout instead.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          errLog,
-	}
-	admin := &http.Server{
-		Handler:           f.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          errLog,
-	}
+	proxy, admin := f.servers()
+	proxyLn, adminLn = f.guard(proxyLn, "facade"), f.guard(adminLn, "admin")
 	errs := make(chan error, 2)
 	go func() { errs <- serveOn(proxy, proxyLn, "facade") }()
 	go func() { errs <- serveOn(admin, adminLn, "admin") }()
@@ -59,6 +54,45 @@ func (f *Facade) Serve(ctx context.Context, proxyLn, adminLn net.Listener) error
 	first = errors.Join(first, shutdown(sctx, admin, "admin"))
 	f.Close()
 	return first
+}
+
+// servers returns the proxy's and the admin API's servers, each bounded in header size and in
+// time: headers, idle connections, and the admin API's whole request.
+func (f *Facade) servers() (proxy, admin *http.Server) {
+	errLog := errorLog(f.log, f.logs)
+	proxy = &http.Server{
+		Handler: f.Handler(),
+		// No ReadTimeout: it would also end long responses. The proxy bounds each request
+		// body with facade.body_timeout (and its size with facade.max_body_bytes) instead.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	admin = &http.Server{
+		Handler:           f.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // the admin API reads no bodies; it answers at once
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	return proxy, admin
+}
+
+// guard wraps ln in the request-smuggling guard, which logs what it refuses (at most a line
+// a second) and, on the proxy listener, counts it as ficus_facade_rejected_total{reason=
+// "bad_framing"}.
+func (f *Facade) guard(ln net.Listener, listener string) net.Listener {
+	refused := f.metrics.rejected.WithLabelValues("bad_framing")
+	return guard.NewListener(ln, guard.Options{MaxHeaderBytes: MaxHeaderBytes,
+		Rejected: func(remote net.Addr, status int, reason string) {
+			if listener == "facade" {
+				refused.Inc()
+			}
+			f.logs.log(f.log, slog.LevelWarn, "guard-"+listener, "request refused before routing",
+				"listener", listener, "remote", remote.String(), "status", status, "reason", reason)
+		}})
 }
 
 // checkAdminAddr refuses an admin address other hosts can reach unless that is allowed.

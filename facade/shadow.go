@@ -242,7 +242,7 @@ func (a *answer) sampled() SampledResponse {
 		return out
 	}
 	out.Status = a.resp.Status
-	out.Body = cutBody(a.resp.Body)
+	out.Body = cutBody(redactBody(a.resp.Body))
 	return out
 }
 
@@ -358,10 +358,10 @@ func (f *Facade) finishSample(s *sample, ep *endpointState, outcome string, prim
 	if outcome == outcomeDiff || outcome == outcomeError {
 		extra := s.t.shadow.RedactHeaders
 		ds = &DiffSample{Time: f.now(), Route: rt.Name, Endpoint: ep.name, RequestID: s.id, Rechecked: rechecked,
-			Request:     SampledRequest{Method: s.method, Path: pathWithQuery(s.path, s.query), Header: redact(s.header, extra), Body: cutBody(s.body)},
+			Request:     SampledRequest{Method: s.method, Path: pathWithQuery(s.path, s.query), Header: redact(s.header, extra), Body: cutBody(redactBody(s.body))},
 			Primary:     prim.sampled(),
 			Candidate:   cand.sampled(),
-			Differences: res.Differences, Omitted: res.Omitted}
+			Differences: redactDifferences(res.Differences, extra), Omitted: res.Omitted}
 		ds.Primary.Header = redact(prim.resp.Header, extra)
 		if cand.err == nil {
 			ds.Candidate.Header = redact(cand.resp.Header, extra)
