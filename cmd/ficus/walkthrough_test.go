@@ -130,7 +130,7 @@ func (w *walker) run(s walkStep) {
 				return out.String(), status, err
 			}
 			if status != 0 && i < len(cmds)-1 {
-				return out.String(), status, fmt.Errorf("walkthrough.md:%d: %q exited %d", s.sh.line, c, status)
+				return out.String(), status, fmt.Errorf("walkthrough.md:%d: %q exited %d:\n%s", s.sh.line, c, status, text)
 			}
 			if i == len(cmds)-1 {
 				return out.String(), status, nil
@@ -181,6 +181,12 @@ func (w *walker) run(s walkStep) {
 			if w.up != nil {
 				problem += "\n--- ficus up's last lines ---\n" + strings.Join(lastN(w.up.out.snapshot(), 60), "\n")
 			}
+			// What the page ran in the background logs to data/*.log.
+			logs, _ := filepath.Glob(filepath.Join(w.dir, "data", "*.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				problem += fmt.Sprintf("\n--- %s ---\n%s", filepath.Base(l), strings.Join(lastN(strings.Split(string(b), "\n"), 20), "\n"))
+			}
 			t.Fatal(problem)
 		}
 		time.Sleep(250 * time.Millisecond) // polling: the page says to run it again until it shows
@@ -214,7 +220,7 @@ func (w *walker) exec(c string) (int, string, error) {
 			case <-time.After(20 * time.Second):
 			}
 		})
-		w.up.out.waitFor(w.t, "Ficus is up", 2*time.Minute)
+		w.up.out.waitFor(w.t, "Stop:   Ctrl-C", 2*time.Minute) // the banner's last line
 		return 0, strings.Join(w.up.out.snapshot(), "\n"), nil
 	case "make compare":
 		c = "./bin/ficus compare"
