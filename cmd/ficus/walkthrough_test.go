@@ -154,7 +154,7 @@ func (w *walker) run(s walkStep) {
 		case err != nil:
 			problem = err.Error()
 		case status != wantExit:
-			problem = fmt.Sprintf("walkthrough.md:%d: the last command exited %d, the page expects %d", s.sh.line, status, wantExit)
+			problem = fmt.Sprintf("walkthrough.md:%d: the last command exited %d, the page expects %d:\n%s", s.sh.line, status, wantExit, out)
 		default:
 			for _, e := range s.expects {
 				text := out
