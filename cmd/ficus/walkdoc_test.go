@@ -28,8 +28,8 @@ type walkBlock struct {
 	line int    // the line of the opening fence, 1-based
 	body []string
 	// expect options
-	exit  int
-	retry time.Duration
+	exit   int
+	retry  time.Duration
 	fromUp bool
 }
 
@@ -120,7 +120,7 @@ func (b walkBlock) commands() []string {
 			continue
 		}
 		if c, ok := strings.CutSuffix(t, "\\"); ok {
-			cur += c + " "
+			cur += strings.TrimSpace(c) + " "
 			continue
 		}
 		out = append(out, cur+t)
