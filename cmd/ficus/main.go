@@ -53,6 +53,8 @@ One binary runs every component and the tools to operate them.`,
 			benchCommand(),
 			migrateCommand(),
 			sagasCommand(),
+			controlCommand("stop"),
+			controlCommand("start"),
 		},
 	}
 }

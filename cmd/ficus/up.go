@@ -134,6 +134,12 @@ func up(ctx context.Context, e env, path string, readyTimeout time.Duration) err
 		printBanner(e.stdout, banner{cfg: cfg, comps: comps, demo: demo, token: token,
 			tokenSource: source, self: self})
 	})
+	// ficus stop and ficus start.
+	go func() {
+		if err := s.serveControl(ctx, controlSocket(cfg), comps); err != nil {
+			s.logLine("up", fmt.Sprintf("ficus stop and ficus start will not reach this ficus up: %v", err))
+		}
+	}()
 	// An edit of config.yaml restarts just the components whose part of it changed.
 	go func() {
 		if err := s.watchConfig(ctx, path, cfg, comps); err != nil {
@@ -282,9 +288,18 @@ type component struct {
 	// restartReq asks the running process to stop so that it starts again at once, on the
 	// config as it now is (watchConfig).
 	restartReq chan struct{}
+	// stopReq asks the running process to end with a signal and not to start again until
+	// resume (ficus stop); resume is ficus start.
+	stopReq chan syscall.Signal
+	resume  chan struct{}
+
+	mu sync.Mutex
 	// tail keeps its last lines of output, to say why it failed.
-	mu   sync.Mutex
 	tail []string
+	// held is true from ficus stop to ficus start.
+	held bool
+	// pid is the running process's, 0 between processes.
+	pid int
 }
 
 func (c *component) remember(line string) {
@@ -350,6 +365,8 @@ func components(cfg *config.Config, path, token string, socks sockets) []*compon
 	for _, c := range comps {
 		c.exited = make(chan error, 1)
 		c.restartReq = make(chan struct{}, 1)
+		c.stopReq = make(chan syscall.Signal, 1)
+		c.resume = make(chan struct{}, 1)
 	}
 	return comps
 }
@@ -378,6 +395,10 @@ func (s *supervisor) start(ctx context.Context, c *component) {
 	s.wg.Go(func() {
 		backoff := 500 * time.Millisecond
 		for ctx.Err() == nil {
+			c.waitWhileHeld(ctx)
+			if ctx.Err() != nil {
+				return
+			}
 			started := time.Now()
 			err := s.runChild(ctx, c)
 			if ctx.Err() != nil {
@@ -385,6 +406,10 @@ func (s *supervisor) start(ctx context.Context, c *component) {
 			}
 			if errors.Is(err, errRestart) {
 				s.logLine(c.name, "stopped for the config change; starting again")
+				continue
+			}
+			if errors.Is(err, errHeld) {
+				s.logLine(c.name, fmt.Sprintf("stopped by ficus stop; not started again until: ficus start %s", c.name))
 				continue
 			}
 			select {
@@ -458,6 +483,14 @@ func (s *supervisor) runChild(ctx context.Context, c *component) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.pid = cmd.Process.Pid
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.pid = 0
+		c.mu.Unlock()
+	}()
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -488,6 +521,14 @@ func (s *supervisor) runChild(ctx context.Context, c *component) error {
 	case <-c.restartReq:
 		stop()
 		err = errRestart
+	case sig := <-c.stopReq:
+		if sig == syscall.SIGKILL {
+			_ = cmd.Process.Kill()
+			<-done
+		} else {
+			stop()
+		}
+		err = errHeld
 	}
 	pw.Close()
 	<-copied
