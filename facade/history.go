@@ -24,7 +24,7 @@ const (
 
 // The ring of a series' last minute is indexed by the slot of its ring of points: that
 // needs a whole number of minutes in the history. (This fails to compile otherwise.)
-const _ = uint(0) - historyPoints%recentPoints
+const _ = uint(0) - uint(historyPoints%recentPoints)
 
 // history keeps, for each backend, what its answers looked like over the last
 // historyPoints intervals — how many, how many failed, latency quantiles — and a latency
