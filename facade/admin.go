@@ -180,7 +180,9 @@ func (f *Facade) AdminHandler() http.Handler {
 	mux.Handle("/api/shadow", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.ShadowReports()) }))
 	mux.Handle("/api/promotion", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.Promotion()) }))
 	mux.Handle("/metrics", get(promhttp.HandlerFor(f.registry, promhttp.HandlerOpts{Registry: f.registry}).ServeHTTP))
-	mux.Handle("/api/dashboard", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.DashboardSnapshot(r.Context())) }))
+	mux.Handle("/api/dashboard", get(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, f.DashboardSnapshot(r.Context()))
+	}))
 	// The dashboard's page at "/" (and 404 for every path no endpoint serves), its files.
 	page, files := dashboardPage()
 	mux.Handle("/", page)
