@@ -210,7 +210,7 @@ function renderBackends(d) {
   document.getElementById("legend").replaceChildren(...series.map((s) => el("span", { css: { "--c": s.color } }, s.name)));
 }
 
-// drawChart draws the last ten minutes of every series on a canvas: one line per backend
+// drawChart draws the last minutes (up to ten) of every series on a canvas: one line per backend
 // and per measure, a y axis from 0 to a round maximum, and the minutes along the bottom.
 function drawChart(canvas, series, end, measures) {
   const dpr = window.devicePixelRatio || 1;
@@ -220,7 +220,12 @@ function drawChart(canvas, series, end, measures) {
   g.scale(dpr, dpr);
   g.clearRect(0, 0, w, h);
   const left = 44, right = 8, top = 8, bottom = 18;
-  const span = 10 * 60 * 1000, start = end - span;
+  // The axis covers the history there is: two minutes at least, ten (all the facade keeps)
+  // at most, so a facade that just started does not draw its first seconds as a sliver.
+  let first = end;
+  for (const s of series) if (s.points.length) first = Math.min(first, Date.parse(s.points[0].time));
+  const minutes = Math.min(10, Math.max(2, Math.ceil((end - first) / 60000)));
+  const span = minutes * 60 * 1000, start = end - span;
   let max = 0;
   for (const s of series) for (const p of s.points) for (const m of measures) {
     const v = m.value(p);
@@ -236,22 +241,28 @@ function drawChart(canvas, series, end, measures) {
     g.beginPath(); g.moveTo(left, yy); g.lineTo(w - right, yy); g.stroke();
     g.fillText(v >= 10 ? v.toFixed(0) : v.toFixed(v >= 1 ? 1 : 2), 4, yy + 4);
   }
-  for (let m = 0; m <= 10; m += 2) {
+  const every = minutes > 5 ? 2 : 1;
+  for (let m = minutes % every; m <= minutes; m += every) {
     const xx = x(start + m * 60000);
-    g.fillText(m === 10 ? "now" : "-" + (10 - m) + "m", xx - 10, h - 4);
+    g.fillText(m === minutes ? "now" : "-" + (minutes - m) + "m", m === minutes ? xx - 22 : xx - 10, h - 4);
   }
   for (const s of series) {
     for (const m of measures) {
       g.strokeStyle = s.color; g.lineWidth = 1.6; g.setLineDash(m.dash || []);
       g.beginPath();
       let pen = false;
-      for (const p of s.points) {
+      const alone = []; // points with no drawn neighbour get a dot, or they would not show
+      s.points.forEach((p, i) => {
         const t = Date.parse(p.time), v = m.value(p);
-        if (t < start || v === null) { pen = false; continue; }
+        if (t < start || v === null) { pen = false; return; }
         if (pen) g.lineTo(x(t), y(v)); else g.moveTo(x(t), y(v));
+        const next = s.points[i + 1];
+        if (!pen && (!next || m.value(next) === null)) alone.push([x(t), y(v)]);
         pen = true;
-      }
+      });
       g.stroke();
+      g.fillStyle = s.color;
+      for (const [px, py] of alone) { g.beginPath(); g.arc(px, py, 2.5, 0, 2 * Math.PI); g.fill(); }
     }
   }
   g.setLineDash([]);
