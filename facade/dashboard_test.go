@@ -139,8 +139,10 @@ monolith: { database: "sqlite:mono.db" }
 		}
 	}
 	eventually(t, "the shadow compared the four samples", func() bool { return h.f.ShadowReports()[0].Samples >= 4 })
-	// Two ticks turn the requests' interval into a point (the ticker's would take 4s).
-	h.f.metrics.history.tick(time.Now())
+	// The proxy counts an answer as its handler returns, which may be after the client read
+	// it; then a tick turns the answers into a point (the ticker's would take 2s).
+	a4 := h.f.metrics.history.forBackend("a")
+	eventually(t, "the four answers are counted", func() bool { return a4.total.n.Load() == 4 })
 	h.f.metrics.history.tick(time.Now())
 
 	read := func() Dashboard {

@@ -29,8 +29,8 @@ const _ = uint(0) - uint(historyPoints%recentPoints)
 // history keeps, for each backend, what its answers looked like over the last
 // historyPoints intervals — how many, how many failed, latency quantiles — and a latency
 // histogram of the last minute: what the dashboard shows and charts. The request path only
-// adds to atomic counters; a tick every historyInterval turns them into a point. Its memory
-// is bounded whatever the request rate: about 60 KB per backend.
+// adds to atomic counters; a tick every historyInterval turns what they gained into a point.
+// Its memory is bounded whatever the request rate: about 60 KB per backend.
 type history struct {
 	mu     sync.Mutex
 	series map[string]*series // by backend name
@@ -38,22 +38,36 @@ type history struct {
 
 // series is one backend's history.
 type series struct {
-	// cur is where answers are counted now. A tick swaps it for a fresh one and turns the
-	// one swapped out at the tick before into a point: an answer that loaded cur just
-	// before a swap has had a whole interval to finish counting.
-	cur  atomic.Pointer[tally]
-	prev *tally
+	// total counts every answer since the series began; it only grows. A tick turns what
+	// it gained since the last tick into a point, so an answer counted while a tick reads
+	// lands in this point or the next, never in none.
+	total tally
 
 	// Guarded by history.mu.
+	seen    counts // total at the last tick
 	points  [historyPoints]Point
 	minute  [recentPoints][latencyBuckets]int64 // the latest points' histograms, a ring
 	next, n int                                 // the ring's next slot and fill, shared by both rings
 }
 
-// tally counts answers for one interval.
+// tally counts answers.
 type tally struct {
 	n, failed atomic.Int64
 	latency   [latencyBuckets]atomic.Int64
+}
+
+// counts is a tally read at one moment.
+type counts struct {
+	n, failed int64
+	latency   [latencyBuckets]int64
+}
+
+func (t *tally) load() counts {
+	c := counts{n: t.n.Load(), failed: t.failed.Load()}
+	for i := range c.latency {
+		c.latency[i] = t.latency[i].Load()
+	}
+	return c
 }
 
 // Point is what a backend's answers looked like over one interval of its history.
@@ -92,7 +106,6 @@ func (h *history) forBackend(name string) *series {
 	s, ok := h.series[name]
 	if !ok {
 		s = &series{}
-		s.cur.Store(&tally{})
 		h.series[name] = s
 	}
 	return s
@@ -112,12 +125,11 @@ func (h *history) retain(backends map[string]*Backend) {
 
 // observe counts one answer: a status of 0 (none) or 5xx is an error.
 func (s *series) observe(status int, d time.Duration) {
-	t := s.cur.Load()
-	t.n.Add(1)
+	s.total.n.Add(1)
 	if status == 0 || status >= 500 {
-		t.failed.Add(1)
+		s.total.failed.Add(1)
 	}
-	t.latency[bucketOf(d)].Add(1)
+	s.total.latency[bucketOf(d)].Add(1)
 }
 
 // tick closes the interval that ends at now on every series.
@@ -125,19 +137,16 @@ func (h *history) tick(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.series {
-		done := s.prev
-		s.prev = s.cur.Swap(&tally{})
-		if done == nil {
-			continue
+		c := s.total.load()
+		var hist [latencyBuckets]int64
+		for i := range hist {
+			hist[i] = c.latency[i] - s.seen.latency[i]
 		}
-		var counts [latencyBuckets]int64
-		for i := range counts {
-			counts[i] = done.latency[i].Load()
-		}
-		p := Point{Time: now, Requests: done.n.Load(), Errors: done.failed.Load()}
-		p.P50, p.P90, p.P99 = quantile(&counts, 0.5), quantile(&counts, 0.9), quantile(&counts, 0.99)
+		p := Point{Time: now, Requests: c.n - s.seen.n, Errors: c.failed - s.seen.failed}
+		p.P50, p.P90, p.P99 = quantile(&hist, 0.5), quantile(&hist, 0.9), quantile(&hist, 0.99)
+		s.seen = c
 		s.points[s.next] = p
-		s.minute[s.next%recentPoints] = counts
+		s.minute[s.next%recentPoints] = hist
 		s.next = (s.next + 1) % historyPoints
 		s.n = min(s.n+1, historyPoints)
 	}
@@ -156,7 +165,7 @@ func (h *history) read(name string) (points []Point, last Traffic, ok bool) {
 	for i := s.n; i > 0; i-- {
 		points = append(points, s.points[(s.next-i+historyPoints)%historyPoints])
 	}
-	var counts [latencyBuckets]int64
+	var hist [latencyBuckets]int64
 	k := min(s.n, recentPoints)
 	for i := 1; i <= k; i++ {
 		slot := (s.next - i + historyPoints) % historyPoints
@@ -164,7 +173,7 @@ func (h *history) read(name string) (points []Point, last Traffic, ok bool) {
 		last.Requests += p.Requests
 		last.Errors += p.Errors
 		for b, c := range s.minute[slot%recentPoints] {
-			counts[b] += c
+			hist[b] += c
 		}
 	}
 	if k > 0 {
@@ -173,7 +182,7 @@ func (h *history) read(name string) (points []Point, last Traffic, ok bool) {
 	if last.Requests > 0 {
 		last.ErrorRate = float64(last.Errors) / float64(last.Requests)
 	}
-	last.P50, last.P90, last.P99 = quantile(&counts, 0.5), quantile(&counts, 0.9), quantile(&counts, 0.99)
+	last.P50, last.P90, last.P99 = quantile(&hist, 0.5), quantile(&hist, 0.9), quantile(&hist, 0.99)
 	return points, last, true
 }
 

@@ -37,16 +37,16 @@ func TestLatencyBucketsStayWithinSixPercent(t *testing.T) {
 	}
 }
 
-// TestHistoryPointsAndLastMinute: answers counted in one interval become a point two ticks
-// later (the first tick closes the interval, the second reads it once every answer that
-// began in it has been counted); the last minute sums the latest points.
+// TestHistoryPointsAndLastMinute: the answers counted between two ticks become the second
+// tick's point; the last minute sums the latest points.
 func TestHistoryPointsAndLastMinute(t *testing.T) {
 	h := newHistory()
 	s := h.forBackend("inventory")
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	at := func(i int) time.Time { return start.Add(time.Duration(i) * historyInterval) }
 
-	// 100 answers: 90 fast (1ms), 9 slow (100ms), 1 failed at 1s; and a 502.
+	h.tick(at(0)) // an empty interval
+	// 100 answers: 90 fast (1ms), 9 slow (100ms), 1 with no answer at 1s.
 	for range 90 {
 		s.observe(200, time.Millisecond)
 	}
@@ -55,18 +55,14 @@ func TestHistoryPointsAndLastMinute(t *testing.T) {
 	}
 	s.observe(0, time.Second)
 	h.tick(at(1))
-	if points, _, _ := h.read("inventory"); len(points) != 0 {
-		t.Fatalf("after one tick: %d points, want none yet", len(points))
-	}
 	s.observe(502, time.Millisecond) // counted in the next interval
-	h.tick(at(2))
 	points, last, ok := h.read("inventory")
-	if !ok || len(points) != 1 {
-		t.Fatalf("after two ticks: %d points (ok %v), want 1", len(points), ok)
+	if !ok || len(points) != 2 || points[0].Requests != 0 {
+		t.Fatalf("after two ticks: points %+v (ok %v), want an empty one and one", points, ok)
 	}
-	p := points[0]
-	if p.Requests != 100 || p.Errors != 1 || !p.Time.Equal(at(2)) {
-		t.Errorf("point = %+v, want 100 requests, 1 error, at %s", p, at(2))
+	p := points[1]
+	if p.Requests != 100 || p.Errors != 1 || !p.Time.Equal(at(1)) {
+		t.Errorf("point = %+v, want 100 requests, 1 error, at %s", p, at(1))
 	}
 	near := func(name string, got, want float64) {
 		t.Helper()
@@ -80,11 +76,11 @@ func TestHistoryPointsAndLastMinute(t *testing.T) {
 	if last.Requests != 100 || last.Errors != 1 || last.ErrorRate != 0.01 {
 		t.Errorf("last minute = %+v, want 100 requests, 1 error, error rate 0.01", last)
 	}
-	if want := 100 / historyInterval.Seconds(); last.Rate != want {
-		t.Errorf("rate = %g/s, want %g/s (one interval of data)", last.Rate, want)
+	if want := 100 / (2 * historyInterval).Seconds(); last.Rate != want {
+		t.Errorf("rate = %g/s, want %g/s (two intervals of data)", last.Rate, want)
 	}
 
-	h.tick(at(3))
+	h.tick(at(2))
 	_, last, _ = h.read("inventory")
 	if last.Requests != 101 || last.Errors != 2 {
 		t.Errorf("last minute after the 502's interval: %+v, want 101 requests, 2 errors", last)
@@ -113,13 +109,13 @@ func TestHistoryKeepsTenMinutesAndForgetsOlder(t *testing.T) {
 		t.Fatalf("%d points, want %d", len(points), historyPoints)
 	}
 	for i, p := range points {
-		// The last tick turned interval ticks-2 into a point.
-		if want := int64(ticks - 1 - historyPoints + i); p.Requests != want {
+		// Tick i's point holds interval i's answers.
+		if want := int64(ticks - historyPoints + i); p.Requests != want {
 			t.Fatalf("point %d: %d requests, want %d (oldest first, the oldest dropped)", i, p.Requests, want)
 		}
 	}
 	var want int64
-	for i := ticks - 1 - recentPoints; i < ticks-1; i++ {
+	for i := ticks - recentPoints; i < ticks; i++ {
 		want += int64(i)
 	}
 	if last.Requests != want {
@@ -142,7 +138,7 @@ func TestHistoryRetainsOnlyConfiguredBackends(t *testing.T) {
 }
 
 // TestHistoryCountsWhileTicking: answers counted from many goroutines while the ring ticks
-// and is read are all counted once (run with -race).
+// back to back and is read are all counted, once (run with -race).
 func TestHistoryCountsWhileTicking(t *testing.T) {
 	h := newHistory()
 	s := h.forBackend("a")
@@ -171,9 +167,8 @@ func TestHistoryCountsWhileTicking(t *testing.T) {
 		h.tick(now)
 		h.read("a")
 	}
-	// Two more ticks turn the last intervals into points.
+	// One more tick turns the last interval into a point.
 	h.tick(now.Add(historyInterval))
-	h.tick(now.Add(2 * historyInterval))
 	points, _, _ := h.read("a")
 	var n int64
 	for _, p := range points {
