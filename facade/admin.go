@@ -156,9 +156,9 @@ func (f *Facade) Backends() []BackendInfo {
 	return out
 }
 
-// AdminHandler returns the admin API. /healthz and /readyz are open; everything else needs
-// "Authorization: Bearer TOKEN" with the admin token (Options.AdminToken), and answers 401
-// otherwise.
+// AdminHandler returns the admin API and the dashboard. /healthz, /readyz and the
+// dashboard's page ("/") and files are open; everything else needs "Authorization: Bearer
+// TOKEN" with the admin token (Options.AdminToken), and answers 401 otherwise.
 func (f *Facade) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -180,17 +180,22 @@ func (f *Facade) AdminHandler() http.Handler {
 	mux.Handle("/api/shadow", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.ShadowReports()) }))
 	mux.Handle("/api/promotion", get(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.Promotion()) }))
 	mux.Handle("/metrics", get(promhttp.HandlerFor(f.registry, promhttp.HandlerOpts{Registry: f.registry}).ServeHTTP))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusNotFound, "not_found", "no admin endpoint "+r.URL.Path))
-	})
+	mux.Handle("/api/dashboard", get(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, f.DashboardSnapshot(r.Context()))
+	}))
+	// The dashboard's page at "/" (and 404 for every path no endpoint serves), its files.
+	page, files := dashboardPage()
+	mux.Handle("/", page)
+	mux.Handle(dashboardPrefix, files)
 	return f.requireToken(mux)
 }
 
-// requireToken lets through the health checks and requests bearing the admin token.
+// requireToken lets through the health checks, the dashboard's page and files, and requests
+// bearing the admin token.
 func (f *Facade) requireToken(next http.Handler) http.Handler {
 	want := []byte(f.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		if openToAll(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}

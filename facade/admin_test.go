@@ -46,14 +46,15 @@ func TestAdminNeedsToken(t *testing.T) {
 	// Near misses too: a prefix of the token, the token plus a character, another case.
 	nearMisses := []string{"", "wrong", testToken[:len(testToken)-1], testToken[:1], testToken + "x", testToken + " x",
 		strings.ToUpper(testToken), "Bearer " + testToken}
-	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/metrics", "/nope", "/", "/healthz/x"} {
+	// "/" is the dashboard's page, open to all (TestDashboardPageIsOpenItsDataIsNot).
+	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/api/dashboard", "/metrics", "/nope", "/healthz/x"} {
 		for _, tok := range nearMisses {
 			if status, body := h.adminGet(path, tok); status != 401 || !strings.Contains(body, `"unauthorized"`) {
 				t.Errorf("%s with token %q: %d %s, want 401 problem", path, tok, status, body)
 			}
 		}
 	}
-	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/metrics"} {
+	for _, path := range []string{"/api/routes", "/api/backends", "/api/config", "/api/reload", "/api/dashboard", "/metrics"} {
 		if status, _ := h.adminGet(path, testToken); status != 200 {
 			t.Errorf("%s with the token: %d, want 200", path, status)
 		}

@@ -1,6 +1,7 @@
 package facade
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -233,8 +234,10 @@ func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
 // (every optional setting used), the optional ones left out of a minimal one.
 func TestDocumentedAdminAPIExists(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	full := startFacade(t, adminConfig(a, b))
+	full := startFacadeWith(t, adminConfig(a, b), Options{System: fullSystem{}})
 	fillLiveState(t, full)
+	// A tick gives every backend a point of traffic history (GET /api/dashboard).
+	full.f.metrics.history.tick(time.Now())
 	// A failed reload, so the reload answer shows its errors too.
 	full.writeConfig("routes: [", false)
 	if err := full.f.ReloadFile(full.path); err == nil {
@@ -282,7 +285,7 @@ func TestDocumentedAdminAPIExists(t *testing.T) {
 		}
 	}
 	sort.Strings(endpoints)
-	want := []string{"/api/backends", "/api/config", "/api/promotion", "/api/reload", "/api/routes", "/api/shadow", "/healthz", "/metrics", "/readyz"}
+	want := []string{"/api/backends", "/api/config", "/api/dashboard", "/api/promotion", "/api/reload", "/api/routes", "/api/shadow", "/healthz", "/metrics", "/readyz"}
 	if !slices.Equal(endpoints, want) {
 		t.Fatalf("documented endpoints %v, want %v", endpoints, want)
 	}
@@ -331,11 +334,31 @@ func fillLiveState(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	rep.learn(ep, compare.Result{Differences: []compare.Difference{{Part: compare.PartBody, Path: "/served_at", Kind: compare.Changed}}})
-	// A re-checked sample the candidate failed, with more differences than it lists.
-	rep.record(ep, outcomeError, &DiffSample{Time: time.Now(), Route: "inventory", Endpoint: ep.name, RequestID: "r-1", Rechecked: true,
+	// A re-checked sample the candidate failed, with more differences than it lists; dated
+	// ahead so that it is among the dashboard's latest samples whatever the shadow still adds.
+	rep.record(ep, outcomeError, &DiffSample{Time: time.Now().Add(time.Hour), Route: "inventory", Endpoint: ep.name, RequestID: "r-1", Rechecked: true,
 		Request:     SampledRequest{Method: "GET", Path: "/api/inventory/x", Header: http.Header{"Accept": {"*/*"}}, Body: "{}"},
 		Primary:     SampledResponse{Backend: "a", Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: "{}", Seconds: 0.01},
 		Candidate:   SampledResponse{Backend: "b", Error: "connection refused", Seconds: 0.01},
 		Differences: []compare.Difference{{Part: compare.PartBody, Path: "/a", Kind: compare.Changed, A: "1", B: "2", Note: "why"}}, Omitted: 3})
 	tbl.routes[1].live.rolledBack.Store(&Rollback{Time: time.Now(), Gate: "error_rate", Detail: "filled in by the test"})
+}
+
+// fullSystem is a System whose report has every optional part, for the full answer of
+// GET /api/dashboard.
+type fullSystem struct{}
+
+func (fullSystem) Status(context.Context, *config.Config) SystemStatus {
+	now := time.Now().UTC()
+	lag := 0.25
+	return SystemStatus{Time: now,
+		Outboxes: []OutboxStatus{{Database: "monolith", Backlog: 2, Oldest: &now}, {Database: "inventory", Error: "no database yet"}},
+		Sagas: &SagaStatus{Counts: map[string]int64{"stuck": 1}, More: true, Error: "a later page failed",
+			Active: []SagaSummary{{Order: "o1", Kind: "place", State: "stuck", Step: "release", Attempts: 5, Reason: "payment_declined", Error: "down", Updated: now}}},
+		Migrations: []MigrationStatus{{Capability: "inventory", Direction: "forward", Target: "inventory",
+			Tables:       []MigrationTable{{Table: "inventory_items", Copied: 4, Expected: 4, Done: true}},
+			BackfillDone: &now, SyncFrom: 3, SyncedTo: 9, EventsApplied: 6, SyncedAt: &now, Lag: &lag, Running: "host:42",
+			Verify: &MigrationVerify{At: now, Rows: 4, Summary: "clean"}}},
+		Errors: []string{"payments database: cannot open"},
+	}
 }

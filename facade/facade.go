@@ -65,6 +65,10 @@ type Options struct {
 	// Rand draws the random numbers of shadow sampling and of unkeyed canary placement.
 	// Default math/rand/v2's Uint64.
 	Rand func() uint64
+	// System reports what the dashboard shows of the parts the facade does not run — the
+	// outboxes, the order sagas, the data migrations (see System). Default none: those
+	// panels say so.
+	System System
 }
 
 // Facade is the strangler-fig router.
@@ -82,6 +86,7 @@ type Facade struct {
 	endpoints *compare.Endpoints
 	signer    *dryrun.Signer // nil without a secret
 	draw      func() uint64
+	system    *systemCache // nil without Options.System
 
 	// shadowQueue holds the samples and re-checks waiting for a shadow worker.
 	shadowQueue chan job
@@ -150,6 +155,9 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	if f.draw == nil {
 		f.draw = rand.Uint64
 	}
+	if opts.System != nil {
+		f.system = &systemCache{source: opts.System}
+	}
 	if len(opts.DryRunSecret) > 0 {
 		f.signer = dryrun.NewSigner(opts.DryRunSecret, f.now)
 	}
@@ -188,6 +196,7 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 	// The queue and the workers are sized once: a reload does not resize them.
 	f.startShadow(t.shadow.Queue, t.shadow.Concurrency)
 	f.startRecorder()
+	f.startHistory()
 	return f, nil
 }
 
@@ -256,6 +265,7 @@ func (f *Facade) swap(cfg *config.Config) error {
 	}
 	f.table.Store(t)
 	f.metrics.forget(old, t)
+	f.metrics.history.retain(t.backends)
 	gone := retired(old, t)
 	for _, b := range gone {
 		b.stop()

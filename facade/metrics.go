@@ -2,6 +2,7 @@ package facade
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -66,6 +67,9 @@ type metrics struct {
 	rollbacks     *prometheus.CounterVec
 	recorded      *prometheus.CounterVec
 	traffic       *trafficCollector
+
+	// history is each backend's recent traffic, for the dashboard (not Prometheus).
+	history *history
 }
 
 func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
@@ -127,6 +131,7 @@ func newMetrics(reg *prometheus.Registry, f *Facade) (*metrics, error) {
 			Name: "ficus_config_generation",
 			Help: "Generation of the config serving now; each successful reload adds one.",
 		}),
+		history: newHistory(),
 	}
 	m.noRoute = m.rejected.WithLabelValues("no_route")
 	m.badPath = m.rejected.WithLabelValues("ambiguous_path")
@@ -174,6 +179,8 @@ type routeMetrics struct {
 	errors    [numErrKinds]prometheus.Counter
 	clients   *[numClientReasons]prometheus.Counter // the route's, shared by its backends
 	fallbacks prometheus.Counter
+	// traffic is the backend's history, which the dashboard charts.
+	traffic *series
 }
 
 // forClients resolves a route's client error counters.
@@ -190,6 +197,7 @@ func (m *metrics) forRoute(route, backend string, clients *[numClientReasons]pro
 		duration:  m.duration.WithLabelValues(route, backend),
 		fallbacks: m.fallbacks.WithLabelValues(route, backend),
 		clients:   clients,
+		traffic:   m.history.forBackend(backend),
 	}
 	rm.codes[0] = m.requests.WithLabelValues(route, backend, "other")
 	for i := 1; i <= 5; i++ {
@@ -208,6 +216,7 @@ func (rm *routeMetrics) observe(status int, seconds float64) {
 	}
 	rm.codes[class].Inc()
 	rm.duration.Observe(seconds)
+	rm.traffic.observe(status, time.Duration(seconds*float64(time.Second)))
 }
 
 // forget drops the series of routes and backends the new table no longer has, so the

@@ -85,8 +85,11 @@ func serveFacade(ctx context.Context, e env, path, listenAddr, adminAddr string)
 	if err != nil {
 		return err
 	}
+	// The dashboard's outbox, saga and migration panels read the databases config.yaml names.
+	system := newSystemReader()
+	defer system.Close()
 	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source,
-		DryRunSecret: secret, Endpoints: v.Operations()})
+		DryRunSecret: secret, Endpoints: v.Operations(), System: system})
 	if err != nil {
 		return fmt.Errorf("starting the facade: %w", err)
 	}
