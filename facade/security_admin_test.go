@@ -56,12 +56,19 @@ func adminPaths(t *testing.T) []string {
 	return slices.Compact(out)
 }
 
-// TestAdminNeverServesWithoutTheToken: every admin path but the two health checks, with
-// every method, answers 401 without the token, with a wrong one, with the token in the wrong
-// place, and — when no token was configured — with any token at all.
+// TestAdminNeverServesWithoutTheToken: every admin path but the two health checks and the
+// dashboard's page and static files, with every method, answers 401 without the token, with a
+// wrong one, with the token in the wrong place, and — when no token was configured — with any
+// token at all. The page and its files are open (the sign-in form must load), so they must
+// hold no data: without the token they answer only HTML, CSS or JavaScript, or an error.
 func TestAdminNeverServesWithoutTheToken(t *testing.T) {
 	paths := adminPaths(t)
 	open := func(p string) bool { p, _, _ = strings.Cut(p, "?"); return p == "/healthz" || p == "/readyz" }
+	static := func(p string) bool {
+		p, _, _ = strings.Cut(p, "?")
+		return p == "/" || p == "/dashboard" || strings.HasPrefix(p, "/dashboard/")
+	}
+	staticType := regexp.MustCompile(`^(text/html|text/css|text/javascript|application/javascript|image/)`)
 	bad := map[string]http.Header{
 		"none":         {},
 		"wrong":        {"Authorization": {"Bearer wrong"}},
@@ -71,7 +78,7 @@ func TestAdminNeverServesWithoutTheToken(t *testing.T) {
 		"proxy header": {"Ficus-Admin-Token": {testToken}},
 	}
 	h := startFacade(t, "backends: { m: { url: http://127.0.0.1:1, health: { disabled: true } } }\nroutes: [{ match: { path: / }, to: m }]\n")
-	probe := func(h *harness, method, path string, header http.Header) int {
+	probeType := func(h *harness, method, path string, header http.Header) (int, string) {
 		req, err := http.NewRequest(method, h.admin.URL, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -83,12 +90,22 @@ func TestAdminNeverServesWithoutTheToken(t *testing.T) {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode, resp.Header.Get("Content-Type")
+	}
+	probe := func(h *harness, method, path string, header http.Header) int {
+		code, _ := probeType(h, method, path, header)
+		return code
 	}
 	for _, p := range paths {
 		for _, method := range []string{"GET", "HEAD", "POST", "DELETE"} {
 			for name, hdr := range bad {
-				if got := probe(h, method, p, hdr); got != 401 && !open(p) {
+				got, ctype := probeType(h, method, p, hdr)
+				switch {
+				case static(p):
+					if got == 200 && !staticType.MatchString(ctype) {
+						t.Errorf("%s %s with %s token: 200 %s; the dashboard's open files must be only its page, styles and script", method, p, name, ctype)
+					}
+				case got != 401 && !open(p):
 					t.Errorf("%s %s with %s token: %d, want 401", method, p, name, got)
 				}
 			}

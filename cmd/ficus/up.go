@@ -625,7 +625,7 @@ func printBanner(w io.Writer, b banner) {
 		case "facade":
 			facadeURL, adminURL = c.urls[0], c.urls[1]
 			fmt.Fprintf(w, "    facade      %-28s every request goes through here\n", facadeURL)
-			fmt.Fprintf(w, "    admin       %-28s routes, breakers, /metrics\n", adminURL)
+			fmt.Fprintf(w, "    admin       %-28s dashboard (sign in with the token), /metrics\n", adminURL)
 		}
 	}
 	if cfg.Events.Bus != "embedded" {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ficus-project/ficus/platform/config"
+	"github.com/ficus-project/ficus/platform/web"
 )
 
 // ficus up answers `ficus stop` and `ficus start` on a Unix socket in its data directory,
@@ -164,7 +165,7 @@ func (s *supervisor) serveControl(ctx context.Context, path string, comps []*com
 		}
 		fmt.Fprintf(w, "%s started (PID %d) and ready at %s\n", c.name, c.runningPID(), strings.Join(c.urls, ", "))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := web.NewServer(mux, web.ServerOptions{})
 	go func() {
 		<-ctx.Done()
 		srv.Close()
