@@ -74,13 +74,21 @@ bench: build
 	./$(BIN) bench shadow
 	./$(BIN) bench migrate
 
-## fuzz: a short run (FUZZTIME each) of every fuzz target in the module, found by go test -list.
-FUZZTIME ?= 30s
+## fuzz: every fuzz target in the module (found by go test -list), FUZZTIME each. make test
+## runs each target briefly, over its f.Add seeds and its corpus committed under
+## testdata/fuzz: the config loader (FuzzParse, FuzzParseByteSize), the route matcher
+## (FuzzMatch), canary buckets (FuzzBucket), the JSON diff (FuzzCompareJSON), the strict request
+## decoder (FuzzDecode), the saga state machine (FuzzSagaTransitions) and the event envelope
+## decoder (FuzzUnmarshalEvent). FUZZMINIMIZE bounds the minimising of each new input (Go's
+## default, 60s, can take a whole FUZZTIME). A failing input is written under testdata/fuzz:
+## commit it with its fix.
+FUZZTIME     ?= 30s
+FUZZMINIMIZE ?= 5s
 fuzz:
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	  done; \
 	done
 
