@@ -49,10 +49,14 @@ chaos:
 	FICUS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FICUS_CHAOS_PHASE=$(CHAOS_PHASE) FICUS_CHAOS_CLUSTER=1 FICUS_REQUIRE_POSTGRES=1 \
 	  $(if $(FICUS_TEST_POSTGRES),,.ci/postgres run) $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/ficus/
 
-## lint: go vet and staticcheck.
+## lint: go vet, staticcheck and govulncheck. govulncheck runs offline against a database
+## built from the golang.org/x/vulndb module (through the module proxy; once per version, under
+## bin/vulndb) and fails when the code calls a vulnerable symbol that .ci/vulncheck-ignore does
+## not excuse with a reason (tools/vulncheck; README.md).
 lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+	$(GO) run ./tools/vulncheck -go $(GO) $(PKGS)
 
 ## compare: each extracted service against the monolith module it replaces, side by side on
 ## fresh databases (ficus compare; docs/compare.md): a report per endpoint, exit 1 on any
