@@ -65,18 +65,24 @@ COMPARE_JSON ?=
 compare: build
 	./$(BIN) compare $(if $(COMPARE_JSON),-json '$(COMPARE_JSON)')
 
-## bench: throughput and latency figures, each against a baseline in the same run: orders
-## over HTTP against the same orders in process (per engine in BENCH_DB, e.g.
-## BENCH_DB=sqlite,postgres://…), events end to end against the pipeline's drain rate, the
-## facade against direct calls, a stock reverse proxy and nginx, ficus migrate's backfill and
-## verify against the monolith's own read of the same rows.
-BENCH_DB ?= sqlite
+## bench: every benchmark in ONE table (ficus bench report; docs/bench.md), each figure with
+## its baseline measured in the same run and the ratio: the facade against the stock Go
+## reverse proxy and nginx; orders over HTTP against in process, and remote mode (the saga)
+## against local, on SQLite, and on PostgreSQL when FICUS_TEST_POSTGRES names a server
+## (BENCH_POSTGRES=1: a throwaway one from .ci/postgres; else the row says "skipped: no
+## server"); events end to end against the pipeline's drain rate, a row per bus in BENCH_BUSES;
+## ficus migrate's backfill and verify against the monolith's own read; shadowing on against
+## off. The whole run replaces docs/bench.md's bench:begin/bench:end section with the table
+## and the machine it ran on. BENCH_ONLY=facade,shadow (any of facade, orders, events,
+## backfill, shadow) runs some rows and leaves docs/bench.md alone. About 5 minutes on 2
+## cores. nginx and wrk are Debian packages (apt-get install nginx-light wrk): without nginx
+## its rows say "nginx: not installed"; without wrk the load comes from vegeta in process.
+BENCH_ONLY     ?=
+BENCH_BUSES    ?= nats
+BENCH_POSTGRES ?=
 bench: build
-	./$(BIN) bench orders -n 5000 -clients 16 -db '$(BENCH_DB)'
-	./$(BIN) bench events
-	./$(BIN) bench facade
-	./$(BIN) bench shadow
-	./$(BIN) bench migrate
+	$(if $(BENCH_POSTGRES),.ci/postgres run) ./$(BIN) bench report -buses '$(BENCH_BUSES)' \
+	  $(if $(BENCH_ONLY),-only '$(BENCH_ONLY)',-doc docs/bench.md)
 
 ## fuzz: every fuzz target in the module (found by go test -list), FUZZTIME each. make test
 ## runs each target briefly, over its f.Add seeds and its corpus committed under
