@@ -105,6 +105,7 @@ command exits 1.`,
 			}
 			m := bench.ThisMachine(time.Now())
 			rows, runErr := bench.Report(ctx, opts)
+			m.LoadAvgEnd = bench.LoadAverage()
 			if errors.Is(runErr, bench.ErrReportOptions) {
 				return benchUsage(path, bench.ErrReportOptions, runErr)
 			}

@@ -53,6 +53,8 @@ type Machine struct {
 	Go      string
 	Date    time.Time
 	LoadAvg string // 1, 5 and 15 minutes, at the start of the run
+	// LoadAvgEnd is the load average at the end of the run; empty when not taken.
+	LoadAvgEnd string
 }
 
 // ThisMachine describes the machine the process runs on, at now.
@@ -64,10 +66,17 @@ func ThisMachine(now time.Time) Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.OS += ", Linux " + strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadAvg = loadAvg(string(b))
-	}
+	m.LoadAvg = LoadAverage()
 	return m
+}
+
+// LoadAverage is the machine's load average over 1, 5 and 15 minutes, or "unknown".
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return loadAvg(string(b))
 }
 
 // cpuModel returns the first "model name" of /proc/cpuinfo's text.
@@ -94,7 +103,10 @@ func loadAvg(s string) string {
 func WriteReport(w io.Writer, m Machine, rows []Row) {
 	fmt.Fprintf(w, "Measured %s on %s, %d cores, %s, %s. Load average at the start: %s",
 		m.Date.Format("2006-01-02 15:04 MST"), m.CPU, m.Cores, m.OS, m.Go, m.LoadAvg)
-	if busy(m.LoadAvg, m.Cores) {
+	if m.LoadAvgEnd != "" {
+		fmt.Fprintf(w, "; at the end: %s", m.LoadAvgEnd)
+	}
+	if busy(m.LoadAvg, m.Cores) || busy(m.LoadAvgEnd, m.Cores) {
 		fmt.Fprint(w, " (the machine was busy with other work: read the ratios, which share the noise, rather than the absolute figures)")
 	}
 	fmt.Fprint(w, ".\n\n")

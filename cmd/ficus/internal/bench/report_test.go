@@ -64,8 +64,14 @@ func TestWriteReport(t *testing.T) {
 	b.Reset()
 	m.LoadAvg = "0.20 0.10 0.05"
 	WriteReport(&b, m, rows)
-	if strings.Contains(b.String(), "busy") {
-		t.Errorf("a quiet machine is called busy:\n%s", b.String())
+	if strings.Contains(b.String(), "busy") || strings.Contains(b.String(), "at the end") {
+		t.Errorf("a quiet machine is called busy, or an end load not taken is shown:\n%s", b.String())
+	}
+	b.Reset()
+	m.LoadAvgEnd = "9.00 4.00 2.00"
+	WriteReport(&b, m, rows)
+	if !strings.Contains(b.String(), "Load average at the start: 0.20 0.10 0.05; at the end: 9.00 4.00 2.00 (the machine was busy") {
+		t.Errorf("a machine busy by the end is not called busy:\n%s", b.String())
 	}
 }
 
