@@ -243,7 +243,7 @@ func (rep *report) judge(ignore map[string]string, dbVersion string, w io.Writer
 	}
 	for id := range ignore {
 		if _, ok := rep.called[id]; !ok {
-			fmt.Fprintf(w, "note: %s is in the ignore file but no longer called: remove it\n", id)
+			fmt.Fprintf(w, "note: %s is in the ignore file but not called by the packages scanned: remove it if the whole module no longer calls it\n", id)
 		}
 	}
 	uncalled := 0

@@ -31,7 +31,7 @@ func TestJudgeFailsOnACalledSymbolNotExcused(t *testing.T) {
 	for _, want := range []string{
 		"CALLED   GO-2026-0001  HTTP/1 desync in net/http (fixed in: v1.26.9)",
 		"excused  GO-2026-0003  proxy middleware in echo (fixed in: none)",
-		"GO-2026-9999 is in the ignore file but no longer called",
+		"GO-2026-9999 is in the ignore file but not called",
 		"(vulndb v0, go1.26.8): 2 advisories called, 1 excused; 1 more in dependencies but not called",
 	} {
 		if !strings.Contains(out.String(), want) {
