@@ -49,10 +49,14 @@ chaos:
 	FICUS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FICUS_CHAOS_PHASE=$(CHAOS_PHASE) FICUS_CHAOS_CLUSTER=1 FICUS_REQUIRE_POSTGRES=1 \
 	  $(if $(FICUS_TEST_POSTGRES),,.ci/postgres run) $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/ficus/
 
-## lint: go vet and staticcheck.
+## lint: go vet, staticcheck and govulncheck. govulncheck runs offline against a database
+## built from the golang.org/x/vulndb module (through the module proxy; once per version, under
+## bin/vulndb) and fails when the code calls a vulnerable symbol that .ci/vulncheck-ignore does
+## not excuse with a reason (tools/vulncheck; README.md).
 lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+	$(GO) run ./tools/vulncheck -go $(GO) $(PKGS)
 
 ## compare: each extracted service against the monolith module it replaces, side by side on
 ## fresh databases (ficus compare; docs/compare.md): a report per endpoint, exit 1 on any
@@ -61,26 +65,40 @@ COMPARE_JSON ?=
 compare: build
 	./$(BIN) compare $(if $(COMPARE_JSON),-json '$(COMPARE_JSON)')
 
-## bench: throughput and latency figures, each against a baseline in the same run: orders
-## over HTTP against the same orders in process (per engine in BENCH_DB, e.g.
-## BENCH_DB=sqlite,postgres://…), events end to end against the pipeline's drain rate, the
-## facade against direct calls, a stock reverse proxy and nginx, ficus migrate's backfill and
-## verify against the monolith's own read of the same rows.
-BENCH_DB ?= sqlite
+## bench: every benchmark in ONE table (ficus bench report; docs/bench.md), each figure with
+## its baseline measured in the same run and the ratio: the facade against the stock Go
+## reverse proxy and nginx; orders over HTTP against in process, and remote mode (the saga)
+## against local, on SQLite, and on PostgreSQL when FICUS_TEST_POSTGRES names a server
+## (BENCH_POSTGRES=1: a throwaway one from .ci/postgres; else the row says "skipped: no
+## server"); events end to end against the pipeline's drain rate, a row per bus in BENCH_BUSES;
+## ficus migrate's backfill and verify against the monolith's own read; shadowing on against
+## off. The whole run replaces docs/bench.md's bench:begin/bench:end section with the table
+## and the machine it ran on. BENCH_ONLY=facade,shadow (any of facade, orders, events,
+## backfill, shadow) runs some rows and leaves docs/bench.md alone. About 5 minutes on 2
+## cores. nginx and wrk are Debian packages (apt-get install nginx-light wrk): without nginx
+## its rows say "nginx: not installed"; without wrk the load comes from vegeta in process.
+BENCH_ONLY     ?=
+BENCH_BUSES    ?= nats
+BENCH_POSTGRES ?=
 bench: build
-	./$(BIN) bench orders -n 5000 -clients 16 -db '$(BENCH_DB)'
-	./$(BIN) bench events
-	./$(BIN) bench facade
-	./$(BIN) bench shadow
-	./$(BIN) bench migrate
+	$(if $(BENCH_POSTGRES),.ci/postgres run) ./$(BIN) bench report -buses '$(BENCH_BUSES)' \
+	  $(if $(BENCH_ONLY),-only '$(BENCH_ONLY)',-doc docs/bench.md)
 
-## fuzz: a short run (FUZZTIME each) of every fuzz target in the module, found by go test -list.
-FUZZTIME ?= 30s
+## fuzz: every fuzz target in the module (found by go test -list), FUZZTIME each. make test
+## runs each target briefly, over its f.Add seeds and its corpus committed under
+## testdata/fuzz: the config loader (FuzzParse, FuzzParseByteSize), the route matcher
+## (FuzzMatch), canary buckets (FuzzBucket), the JSON diff (FuzzCompareJSON), the strict request
+## decoder (FuzzDecode), the saga state machine (FuzzSagaTransitions) and the event envelope
+## decoder (FuzzUnmarshalEvent). FUZZMINIMIZE bounds the minimising of each new input (Go's
+## default, 60s, can take a whole FUZZTIME). A failing input is written under testdata/fuzz:
+## commit it with its fix.
+FUZZTIME     ?= 30s
+FUZZMINIMIZE ?= 5s
 fuzz:
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	  done; \
 	done
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/ficus-project/ficus/cmd/ficus/internal/bench"
 	"github.com/ficus-project/ficus/cmd/ficus/internal/listener"
 )
@@ -20,17 +22,122 @@ func benchCommand() *command {
 	return &command{
 		name:    "bench",
 		args:    "TARGET",
-		summary: "measure throughput and latency: bench orders | events | facade | shadow | migrate",
+		summary: "measure throughput and latency: bench report | orders | events | facade | shadow | migrate",
 		about: `Measures throughput and latency, each figure next to a baseline measured in the same run:
 orders over HTTP against the same orders placed in process, events end to end against the
 pipeline's own drain rate, and the facade against direct calls, a stock reverse proxy and
 nginx. docs/bench.md explains the method and the figures.`,
-		examples: []string{"ficus bench orders", "ficus bench events -n 20000", "ficus bench facade -duration 10s"},
+		examples: []string{"ficus bench report -doc docs/bench.md", "ficus bench orders", "ficus bench events -n 20000", "ficus bench facade -duration 10s"},
 		subs: []*command{
-			benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(), benchShadowCommand(), benchMigrateCommand(),
+			benchReportCommand(), benchOrdersCommand(), benchEventsCommand(), benchFacadeCommand(), benchShadowCommand(), benchMigrateCommand(),
 			benchBackendCommand(), benchStockProxyCommand(),
 		},
 	}
+}
+
+// benchReportCommand runs every benchmark and prints the one table of the load report.
+func benchReportCommand() *command {
+	var opts bench.ReportOptions
+	var only, buses, doc, detail string
+	return &command{
+		name:    "report",
+		summary: "every benchmark, one table: each figure with its same-run baseline and the ratio (make bench)",
+		about: `Runs the benchmarks one after the other — the facade against the stock Go reverse proxy and
+nginx, orders over HTTP against in process (SQLite, remote mode, PostgreSQL), events end to
+end against the pipeline's drain rate per bus, ficus migrate's backfill and verify against
+the monolith's own read, shadowing on against off — and prints one Markdown table: each
+figure, its baseline measured in the same run, and the ratio, under a line naming the
+machine (CPU, cores, OS, Go, date, load average at the start).
+
+-doc FILE replaces the text between <!-- bench:begin --> and <!-- bench:end --> in FILE with
+the table. PostgreSQL rows need a server: -postgres URL, by default $FICUS_TEST_POSTGRES;
+without one they say "skipped: no server". Each benchmark's own tables go to -detail (stderr
+by default). A benchmark that fails gets a row saying so; the others still run, and the
+command exits 1.`,
+		examples: []string{
+			"ficus bench report -doc docs/bench.md",
+			"ficus bench report -only facade,shadow -duration 5s",
+			"ficus bench report -only events -buses nats",
+		},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&only, "only", strings.Join(bench.ReportBenches(), ","), "comma-separated `BENCHES` to run")
+			fs.StringVar(&doc, "doc", "", "Markdown `FILE` whose bench:begin/bench:end section gets the table")
+			fs.StringVar(&opts.Postgres, "postgres", "", "PostgreSQL `URL` for the orders rows (default $FICUS_TEST_POSTGRES)")
+			fs.StringVar(&buses, "buses", "nats", "comma-separated event `BUSES`, a row each")
+			fs.DurationVar(&opts.Duration, "duration", 3*time.Second, "load time of each facade and shadow cell")
+			fs.IntVar(&opts.Rounds, "rounds", 3, "rounds of the facade and shadow benchmarks (medians)")
+			fs.IntVar(&opts.Orders, "orders", 3000, fmt.Sprintf("orders per orders measurement (at most %d)", bench.MaxOrders))
+			fs.IntVar(&opts.Events, "events", 10000, "events per events run (at most 1000000)")
+			fs.IntVar(&opts.Rows, "rows", 200_000, fmt.Sprintf("rows for the backfill benchmark (at most %d)", bench.MaxMigrateRows))
+			fs.StringVar(&opts.Tool, "tool", "auto", "load generator `NAME`: auto, wrk or vegeta")
+			fs.StringVar(&detail, "detail", "stderr", "where each benchmark's own tables go: stderr or none")
+		},
+		run: func(ctx context.Context, e env, _ []string) error {
+			const path = "ficus bench report"
+			if opts.Duration < 500*time.Millisecond || opts.Rounds < 1 || opts.Orders < 1 || opts.Orders > bench.MaxOrders ||
+				opts.Events < 1 || opts.Events > 1_000_000 || opts.Rows < 1 || opts.Rows > bench.MaxMigrateRows {
+				return usageError{path, "-duration at least 500ms; -rounds, -orders, -events and -rows at least 1 and within their bounds"}
+			}
+			switch detail {
+			case "stderr":
+				opts.Detail = e.stderr
+			case "none":
+			default:
+				return usageError{path, fmt.Sprintf("-detail %q: want stderr or none", detail)}
+			}
+			opts.Only, opts.Buses = splitList(only), splitList(buses)
+			if opts.Postgres == "" {
+				opts.Postgres = e.getenv("FICUS_TEST_POSTGRES")
+			}
+			var err error
+			if opts.Self, err = os.Executable(); err != nil {
+				return fmt.Errorf("finding the ficus binary to start the benchmark processes: %w", err)
+			}
+			if doc != "" {
+				// Check the document before the run, not after ten minutes of it.
+				b, err := os.ReadFile(doc)
+				if err != nil {
+					return fmt.Errorf("reading the report's document: %w", err)
+				}
+				if _, err := bench.ReplaceSection(b, ""); err != nil {
+					return fmt.Errorf("%s: %w", doc, err)
+				}
+			}
+			m := bench.ThisMachine(time.Now())
+			rows, runErr := bench.Report(ctx, opts)
+			m.LoadAvgEnd = bench.LoadAverage()
+			if errors.Is(runErr, bench.ErrReportOptions) {
+				return benchUsage(path, bench.ErrReportOptions, runErr)
+			}
+			var table strings.Builder
+			bench.WriteReport(&table, m, rows)
+			fmt.Fprint(e.stdout, "\n"+table.String())
+			if doc != "" && len(rows) > 0 {
+				if err := writeReportSection(doc, table.String()); err != nil {
+					return errors.Join(runErr, err)
+				}
+				fmt.Fprintf(e.stdout, "\nwritten to %s\n", doc)
+			}
+			return runErr
+		},
+	}
+}
+
+// writeReportSection replaces the report's section of the Markdown file doc with table,
+// atomically.
+func writeReportSection(doc, table string) error {
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		return fmt.Errorf("reading the report's document: %w", err)
+	}
+	out, err := bench.ReplaceSection(b, table)
+	if err != nil {
+		return fmt.Errorf("%s: %w", doc, err)
+	}
+	if err := renameio.WriteFile(doc, out, 0o644); err != nil {
+		return fmt.Errorf("writing the report to %s: %w", doc, err)
+	}
+	return nil
 }
 
 // benchOrdersCommand places orders with concurrent clients.

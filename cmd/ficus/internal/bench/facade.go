@@ -59,6 +59,8 @@ type FacadeOptions struct {
 	// Baseline, when set, is another ficus binary whose facade is measured too, as
 	// facade-base, to compare two builds in one run.
 	Baseline string
+	// Record, when set, receives the load report's rows of the run (Report).
+	Record func(Row)
 }
 
 func (o *FacadeOptions) setDefaults() {
@@ -168,6 +170,11 @@ func Facade(ctx context.Context, opts FacadeOptions, stdout, stderr io.Writer) e
 		}
 	}
 	writeBenchTable(stdout, b.targets, conns, results)
+	if opts.Record != nil {
+		for _, r := range facadeRows(b.targets, conns, results, b.nginxNote) {
+			opts.Record(r)
+		}
+	}
 	return nil
 }
 
@@ -465,32 +472,34 @@ func (b *facadeBench) measure(ctx context.Context, gen loadGen, t benchTarget, c
 	return res, nil
 }
 
+// medianCell is the median of each figure over a cell's rounds.
+func medianCell(rs []cellResult) cellResult {
+	if len(rs) == 0 {
+		return cellResult{}
+	}
+	pick := func(f func(cellResult) float64) float64 {
+		vs := make([]float64, len(rs))
+		for i, r := range rs {
+			vs[i] = f(r)
+		}
+		slices.Sort(vs)
+		if len(vs)%2 == 1 {
+			return vs[len(vs)/2]
+		}
+		return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+	}
+	return cellResult{
+		rps:   pick(func(r cellResult) float64 { return r.rps }),
+		p50:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p50) })),
+		p99:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p99) })),
+		cpuUS: pick(func(r cellResult) float64 { return r.cpuUS }),
+		rssMB: pick(func(r cellResult) float64 { return r.rssMB }),
+	}
+}
+
 // writeBenchTable prints the medians of the rounds, one row a target and connection count.
 func writeBenchTable(w io.Writer, targets []benchTarget, conns []int, results map[cellKey][]cellResult) {
-	med := func(k cellKey) cellResult {
-		rs := results[k]
-		if len(rs) == 0 {
-			return cellResult{}
-		}
-		pick := func(f func(cellResult) float64) float64 {
-			vs := make([]float64, len(rs))
-			for i, r := range rs {
-				vs[i] = f(r)
-			}
-			slices.Sort(vs)
-			if len(vs)%2 == 1 {
-				return vs[len(vs)/2]
-			}
-			return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
-		}
-		return cellResult{
-			rps:   pick(func(r cellResult) float64 { return r.rps }),
-			p50:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p50) })),
-			p99:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p99) })),
-			cpuUS: pick(func(r cellResult) float64 { return r.cpuUS }),
-			rssMB: pick(func(r cellResult) float64 { return r.rssMB }),
-		}
-	}
+	med := func(k cellKey) cellResult { return medianCell(results[k]) }
 	hasNginx := slices.ContainsFunc(targets, func(t benchTarget) bool { return t.name == "nginx" })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tconns\treq/s\tp50\tp99\tCPU µs/req\tRSS MB\t× stock\t× nginx\t")

@@ -58,6 +58,8 @@ type OrdersOptions struct {
 	NoIdempotencyKey bool
 	// CPUProfile, when set, is a file to write a CPU profile of the whole run to.
 	CPUProfile string
+	// Record, when set, receives the load report's rows of the run (Report).
+	Record func(Row)
 }
 
 // ErrOrdersOptions wraps every mistake in OrdersOptions.
@@ -181,6 +183,11 @@ func Orders(ctx context.Context, opts OrdersOptions, stdout io.Writer) error {
 	writeOrdersTable(stdout, results)
 	if opts.URL != "" {
 		fmt.Fprintln(stdout, "no in-process baseline against -url: the monolith runs elsewhere")
+	}
+	if opts.Record != nil {
+		for _, r := range ordersRows(results) {
+			opts.Record(r)
+		}
 	}
 	var errs []error
 	for _, r := range results {

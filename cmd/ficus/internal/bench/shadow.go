@@ -37,6 +37,8 @@ type ShadowOptions struct {
 	// Rate is the fixed request rate of the second table, requests/s. Default: a quarter of what
 	// the facade without a shadow served at Conns connections.
 	Rate int
+	// Record, when set, receives the load report's rows of the run (Report).
+	Record func(Row)
 }
 
 func (o *ShadowOptions) setDefaults() {
@@ -144,6 +146,11 @@ func Shadow(ctx context.Context, opts ShadowOptions, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "\nat a fixed rate of %d requests/s (open loop, vegeta):\n", rate)
 	writeShadowTable(stdout, b.targets, rate, fixed)
+	if opts.Record != nil {
+		for _, r := range shadowRows(b.targets, opts.Conns, results, rate, fixed) {
+			opts.Record(r)
+		}
+	}
 	return nil
 }
 
@@ -260,27 +267,7 @@ func shadowBenchConfig(primary, candidate string) string {
 // writeShadowTable prints the medians of the rounds, with ratios to the facade without a
 // shadow.
 func writeShadowTable(w io.Writer, targets []benchTarget, conns int, results map[cellKey][]cellResult) {
-	med := func(name string) cellResult {
-		rs := results[cellKey{name, conns}]
-		pick := func(f func(cellResult) float64) float64 {
-			vs := make([]float64, len(rs))
-			for i, r := range rs {
-				vs[i] = f(r)
-			}
-			slices.Sort(vs)
-			if len(vs) == 0 {
-				return 0
-			}
-			if len(vs)%2 == 1 {
-				return vs[len(vs)/2]
-			}
-			return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
-		}
-		return cellResult{rps: pick(func(r cellResult) float64 { return r.rps }),
-			p50:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p50) })),
-			p99:   time.Duration(pick(func(r cellResult) float64 { return float64(r.p99) })),
-			cpuUS: pick(func(r cellResult) float64 { return r.cpuUS })}
-	}
+	med := func(name string) cellResult { return medianCell(results[cellKey{name, conns}]) }
 	off := med("shadow off")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "facade\treq/s\tp50\tp99\tCPU µs/req\tp99 × off\tCPU × off\t")
