@@ -201,7 +201,7 @@ func TestShadowRechecksLag(t *testing.T) {
 	}
 }
 
-// TestSlowCandidateLeavesTheClientAlone: with the candidate 500 ms slow and every request
+// TestSlowCandidateLeavesTheClientAlone: with the candidate 3 s slow and every request
 // shadowed, the client's latency stays that of the primary (a generous bound: the
 // benchmark measures it precisely), the shadow queue fills and drops samples, counted,
 // and no client request fails.
@@ -212,7 +212,7 @@ func TestSlowCandidateLeavesTheClientAlone(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	candidate.set(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(3 * time.Second): // far above any scheduling noise of a busy machine
 		case <-release:
 		}
 		jsonHandler(item("Fig"))(w, r)
@@ -249,9 +249,9 @@ func TestSlowCandidateLeavesTheClientAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := measure()
-	t.Logf("client p99 with a 500ms candidate shadowed: %s; shadowing off: %s", on, off)
-	if on > off+150*time.Millisecond || on > 400*time.Millisecond {
-		t.Errorf("client p99 %s with shadowing on, %s off: the candidate's 500ms reached the client", on, off)
+	t.Logf("client p99 with a 3s candidate shadowed: %s; shadowing off: %s", on, off)
+	if on > off+time.Second || on > 2*time.Second {
+		t.Errorf("client p99 %s with shadowing on, %s off: the candidate's 3s reached the client", on, off)
 	}
 	if got := h.metric(`ficus_shadow_dropped_total{reason="queue_full",route="items"}`); got <= 0 {
 		t.Errorf("queue_full drops = %g, want some: 200 samples cannot fit a queue of 4 served at 4/s", got)
