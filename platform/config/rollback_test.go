@@ -240,3 +240,25 @@ func TestRollBackFileMissing(t *testing.T) {
 		t.Error("a file was created")
 	}
 }
+
+// TestPromoteAfterRollBack: `ficus promote` on a rolled-back route does not quietly run
+// the canary again. Without a shadow it refuses, saying the canary is at 0% and what to do;
+// with one it starts over from the shadow stage to the first step, as for a new candidate.
+func TestPromoteAfterRollBack(t *testing.T) {
+	noShadow, err := os.ReadFile("testdata/rollback/flow.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = config.PromoteRoute("config.yaml", noShadow, "inventory-reads")
+	if !errors.Is(err, config.ErrNothingToPromote) || !strings.Contains(err.Error(), "canary to inventory is at 0%") {
+		t.Errorf("promoting a rolled-back canary without a shadow: %v", err)
+	}
+	withShadow, err := os.ReadFile("testdata/rollback/flow-commented.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, step, err := config.PromoteRoute("config.yaml", withShadow, "inventory-reads")
+	if err != nil || step.From != "shadow" || step.To != "canary 10%" {
+		t.Errorf("promoting a rolled-back canary with a shadow: %+v, %v", step, err)
+	}
+}
