@@ -141,7 +141,8 @@ func RollBackFile(ctx context.Context, path string, judged Route, note string) e
 	if err != nil {
 		return fmt.Errorf("rolling back route %q: writing %s: %w", judged.Name, path, err)
 	}
-	defer pf.Cleanup() //nolint:errcheck // after CloseAtomicallyReplace it does nothing
+	// Removes the temporary file when the rename is not reached; after it, does nothing.
+	defer func() { _ = pf.Cleanup() }()
 	if _, err := pf.Write(out); err != nil {
 		return fmt.Errorf("rolling back route %q: writing %s: %w", judged.Name, path, err)
 	}
