@@ -83,6 +83,9 @@ func WriteRoutes(w io.Writer, t RouteTable) error {
 			canary = fmt.Sprintf("%s %g%%", r.Canary.To, r.Canary.Percent)
 			if r.RolledBack != nil {
 				canary += " ROLLED BACK (" + r.RolledBack.Gate + ")"
+				if r.RolledBack.ShareError != "" {
+					canary += " IN THIS FACADE ONLY"
+				}
 			}
 		}
 		diffs := "-"

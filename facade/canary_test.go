@@ -3,11 +3,16 @@ package facade
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficus-project/ficus/platform/config"
 )
 
 func canaryConfig(primary, candidate *testBackend, canary string) string {
@@ -209,6 +214,16 @@ func TestCanaryRollsBackByItself(t *testing.T) {
 	if _, body := h.adminGet("/api/routes", testToken); !strings.Contains(body, `"rolled_back"`) {
 		t.Errorf("/api/routes does not show the rollback: %s", body)
 	}
+	// The decision is written to the config file for the other facades reading it.
+	rb := waitShared(t, h.f)
+	if !rb.Shared || rb.ShareError != "" || h.metric(`ficus_canary_rollback_shared{route="items"}`) != 1 {
+		t.Errorf("the rollback was not shared: %+v", rb)
+	}
+	data, _ := os.ReadFile(h.path)
+	if !strings.Contains(string(data), "canary: { to: candidate, percent: 0 } # rolled back from 50% at ") ||
+		!strings.Contains(string(data), "gate "+rb.Gate+" failed: ") {
+		t.Errorf("the config file after the rollback:\n%s", data)
+	}
 	// A reload that leaves the route alone keeps it rolled back; a change to it lifts it.
 	h.writeConfig(yaml+"\n# a comment changes nothing\n", false)
 	if err := h.f.ReloadFile(h.path); err != nil {
@@ -224,5 +239,144 @@ func TestCanaryRollsBackByItself(t *testing.T) {
 	}
 	if c, _ := send(100); c == 0 {
 		t.Fatal("the canary did not run again after its route changed")
+	}
+}
+
+// waitShared waits for the first route's rollback to be written to the config file, or to
+// fail to be, and returns it.
+func waitShared(t *testing.T, f *Facade) *Rollback {
+	t.Helper()
+	var rb *Rollback
+	waitFor(t, "the rollback's write to the config file to settle", 5*time.Second, func() bool {
+		rb = f.Promotion()[0].RolledBack
+		return rb != nil && (rb.Shared || rb.ShareError != "")
+	})
+	return rb
+}
+
+// failCandidate makes a canary config whose candidate answers 500 to everything, and
+// returns it with the candidate.
+func failingCanary(t *testing.T) (yaml string, candidate *testBackend) {
+	t.Helper()
+	primary, candidate := startBackend(t, "primary"), startBackend(t, "candidate")
+	candidate.set(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	return canaryConfig(primary, candidate, `{ to: candidate, percent: 50 }
+    promote: { gates: { window: 2s, min_samples: 20, max_error_rate: 0.1 } }`), candidate
+}
+
+// tripRollback sends requests through h until its facade rolls the first route's canary
+// back.
+func tripRollback(t *testing.T, h *harness) {
+	t.Helper()
+	waitFor(t, "the canary rolled back", 5*time.Second, func() bool {
+		for range 10 {
+			h.get("GET", "/api/inventory/x", nil)
+		}
+		return h.f.Promotion()[0].RolledBack != nil
+	})
+}
+
+// TestCanaryRollbackReachesAnotherFacade: two facades watch one config file; the one whose
+// traffic trips the gate writes the rollback into the file, and the other, which saw none
+// of that traffic, stops sending the canary any share once it has reloaded.
+func TestCanaryRollbackReachesAnotherFacade(t *testing.T) {
+	yaml, candidate := failingCanary(t)
+	a := startFacadeWith(t, yaml, Options{Instance: "facade-a"})
+	a.watch()
+	// B on the same file.
+	cfg, err := config.Load(a.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(cfg, Options{Getenv: func(string) string { return testToken }, Debounce: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	watchFacade(t, b, a.path)
+	bProxy := httptest.NewServer(b.Handler())
+	t.Cleanup(bProxy.Close)
+
+	tripRollback(t, a)
+	waitFor(t, "facade B to serve the canary at 0%", 3*time.Second, func() bool {
+		r := b.Routes().Routes[0]
+		return r.Canary != nil && r.Canary.Percent == 0
+	})
+	before := candidate.hits.Load()
+	for range 100 {
+		resp, err := http.Get(bProxy.URL + "/api/inventory/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Ficus-Backend") != "primary" {
+			t.Fatalf("through B after the rollback: %d from %q", resp.StatusCode, resp.Header.Get("Ficus-Backend"))
+		}
+	}
+	if n := candidate.hits.Load() - before; n != 0 {
+		t.Errorf("B sent the rolled-back candidate %d requests", n)
+	}
+	data, _ := os.ReadFile(a.path)
+	if !strings.Contains(string(data), "by facade facade-a: gate ") || strings.Count(string(data), "# rolled back") != 1 {
+		t.Errorf("the config file after the rollback:\n%s", data)
+	}
+	// A, having reloaded the file it wrote, serves the route as the file says: at 0%, no
+	// rollback of its own held any more.
+	waitFor(t, "facade A to serve the canary at 0%", 3*time.Second, func() bool {
+		r := a.f.Routes().Routes[0]
+		return r.Canary != nil && r.Canary.Percent == 0 && r.RolledBack == nil
+	})
+}
+
+// TestCanaryRollbackNotShared: when the config file cannot be written (here a symbolic
+// link, as a mounted ConfigMap is), the rollback still holds in the facade that decided it,
+// which says once, at WARN, that it could not share it, and shows shared: false.
+func TestCanaryRollbackNotShared(t *testing.T) {
+	yaml, candidate := failingCanary(t)
+	h := startFacade(t, yaml)
+	target := filepath.Join(t.TempDir(), "real.yaml")
+	if err := os.Rename(h.path, target); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, h.path); err != nil {
+		t.Fatal(err)
+	}
+	tripRollback(t, h)
+	rb := waitShared(t, h.f)
+	if rb.Shared || !strings.Contains(rb.ShareError, "symbolic link") {
+		t.Errorf("rollback: %+v, want shared false and why", rb)
+	}
+	if h.metric(`ficus_canary_rolled_back{route="items"}`) != 1 || h.metric(`ficus_canary_rollback_shared{route="items"}`) != 0 {
+		t.Error("the metrics do not say the rollback is held here alone")
+	}
+	if _, body := h.adminGet("/api/routes", testToken); !strings.Contains(body, `"shared": false`) {
+		t.Errorf("/api/routes: %s", body)
+	}
+	before := candidate.hits.Load()
+	for range 50 {
+		if _, _, hdr := h.get("GET", "/api/inventory/x", nil); hdr.Get("Ficus-Backend") != "primary" {
+			t.Fatal("the canary got a share after its rollback")
+		}
+	}
+	if candidate.hits.Load() != before {
+		t.Error("the candidate was sent requests after the rollback")
+	}
+	if n := strings.Count(h.logs.String(), "could not be shared"); n != 1 {
+		t.Errorf("%d warnings that the rollback could not be shared, want 1", n)
+	}
+	if data, _ := os.ReadFile(target); string(data) != yaml {
+		t.Error("the file changed")
+	}
+}
+
+// waitFor polls cond every 5ms until it holds, failing the test after timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

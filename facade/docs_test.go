@@ -341,7 +341,7 @@ func fillLiveState(t *testing.T, h *harness) {
 		Primary:     SampledResponse{Backend: "a", Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: "{}", Seconds: 0.01},
 		Candidate:   SampledResponse{Backend: "b", Error: "connection refused", Seconds: 0.01},
 		Differences: []compare.Difference{{Part: compare.PartBody, Path: "/a", Kind: compare.Changed, A: "1", B: "2", Note: "why"}}, Omitted: 3})
-	tbl.routes[1].live.rolledBack.Store(&Rollback{Time: time.Now(), Gate: "error_rate", Detail: "filled in by the test"})
+	tbl.routes[1].live.rolledBack.Store(&Rollback{Time: time.Now(), Gate: "error_rate", Detail: "filled in by the test", ShareError: "filled in by the test"})
 }
 
 // fullSystem is a System whose report has every optional part, for the full answer of

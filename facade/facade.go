@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,10 @@ type Options struct {
 	// the services verify it with the same secret. Default none: a route that shadows an
 	// unsafe method is refused.
 	DryRunSecret []byte
+	// Instance names this process in the comment a canary rollback writes to the config
+	// file ("rolled back … by facade 127.0.0.1:8080 pid 4242"). Default "pid N", N this
+	// process's id.
+	Instance string
 	// Rand draws the random numbers of shadow sampling and of unkeyed canary placement.
 	// Default math/rand/v2's Uint64.
 	Rand func() uint64
@@ -98,6 +103,14 @@ type Facade struct {
 	life     context.Context
 	endLife  context.CancelFunc
 	checkers sync.WaitGroup
+
+	// instance names this process in a shared rollback's comment.
+	instance string
+	// sharing counts the rollbacks being written to the config file; shareMu and closed
+	// keep a new one from starting once Close waits for them.
+	shareMu sync.Mutex
+	closed  bool
+	sharing sync.WaitGroup
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -152,6 +165,10 @@ func New(cfg *config.Config, opts Options) (*Facade, error) {
 		f.transport = NewTransport()
 	}
 	f.draw = opts.Rand
+	f.instance = opts.Instance
+	if f.instance == "" {
+		f.instance = fmt.Sprintf("pid %d", os.Getpid())
+	}
 	if f.draw == nil {
 		f.draw = rand.Uint64
 	}
@@ -321,6 +338,10 @@ func (f *Facade) Close() {
 	defer f.reloadMu.Unlock()
 	f.endLife()
 	f.checkers.Wait()
+	f.shareMu.Lock()
+	f.closed = true
+	f.shareMu.Unlock()
+	f.sharing.Wait()
 	f.diffFile.close()
 	if c, ok := f.transport.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()

@@ -1,6 +1,9 @@
 package facade
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -36,6 +39,13 @@ type Rollback struct {
 	// Gate is the gate that failed; Detail its figures.
 	Gate   string `json:"gate"`
 	Detail string `json:"detail"`
+	// Shared says the rollback is written to the config file (the canary's percent at 0,
+	// with a comment saying why), so that every facade reading the file stops sending the
+	// canary any share. It is false while the write is under way, and when it could not be
+	// done: ShareError then says why, and the rollback holds in this process alone.
+	Shared bool `json:"shared"`
+	// ShareError says why the rollback is not in the config file; empty once it is.
+	ShareError string `json:"share_error,omitempty"`
 }
 
 // rollbackCheckEvery bounds how often a canary's rollback gates are judged: each judgement
@@ -121,6 +131,60 @@ func (f *Facade) checkRollback(rt *Route) {
 		f.log.Warn("canary rolled back: its share goes to the primary until the route's config changes",
 			"route", rt.Name, "canary", rt.canary.backend.Name, "primary", rt.primary.backend.Name,
 			"gate", r.Gate, "detail", r.Detail)
+		f.shareRollback(rt, rb)
 		return
 	}
+}
+
+// shareRollback writes rb into the config file the facade serves, in the background, so
+// that every facade reading the file rolls the canary back too: the route's canary.percent
+// goes to 0 with a comment saying when, which gate, its figures and which facade. The
+// rollback already holds in this process; the file only spreads it. The outcome is kept in
+// the route's Rollback (Shared, ShareError) for the admin API and the metrics; a write that
+// fails is logged once, at WARN.
+func (f *Facade) shareRollback(rt *Route, rb *Rollback) {
+	path := ""
+	if t := f.table.Load(); t != nil && t.cfg != nil {
+		path = t.cfg.Path
+	}
+	settle := func(shared bool, why string) {
+		done := *rb
+		done.Shared, done.ShareError = shared, why
+		rt.live.rolledBack.CompareAndSwap(rb, &done)
+	}
+	if path == "" {
+		settle(false, "the facade's config was not loaded from a file: the rollback holds in this process alone")
+		return
+	}
+	f.shareMu.Lock()
+	defer f.shareMu.Unlock()
+	if f.closed {
+		return
+	}
+	f.sharing.Add(1)
+	go func() {
+		defer f.sharing.Done()
+		note := fmt.Sprintf("rolled back from %g%% at %s by facade %s: gate %s failed: %s",
+			rt.Config.Canary.Percent, rb.Time.UTC().Format(time.RFC3339), f.instance, rb.Gate, rb.Detail)
+		ctx, cancel := context.WithTimeout(f.life, 10*time.Second)
+		defer cancel()
+		err := config.RollBackFile(ctx, path, rt.Config, note)
+		switch {
+		case err == nil:
+			settle(true, "")
+			f.log.Info("canary rollback written to the config file: every facade reading it stops sending the canary any share",
+				"route", rt.Name, "path", path)
+		case errors.Is(err, config.ErrAlreadyRolledBack):
+			settle(true, "")
+			f.log.Info("canary rollback already in the config file (another facade wrote it)", "route", rt.Name, "path", path)
+		case errors.Is(err, config.ErrRouteChanged):
+			settle(false, "the route changed in the config file since it was judged; the newer config wins: "+err.Error())
+			f.log.Info("canary rollback not written: the route changed in the config file since it was judged, and the newer config wins",
+				"route", rt.Name, "path", path)
+		default:
+			settle(false, err.Error())
+			f.log.Warn("canary rollback could not be shared with other facades: it holds in this process alone until the route's config changes",
+				"route", rt.Name, "path", path, "err", err)
+		}
+	}()
 }

@@ -301,6 +301,7 @@ var (
 	descDiffRate = prometheus.NewDesc("ficus_shadow_diff_rate", "Share of a route's compared shadow samples that really differed, over the gates' window.", []string{"route"}, nil)
 	descPercent  = prometheus.NewDesc("ficus_canary_percent", "Share of a route's requests the canary takes now: its configured percent, 0 once rolled back.", []string{"route", "backend"}, nil)
 	descRolled   = prometheus.NewDesc("ficus_canary_rolled_back", "1 while the facade holds a route's canary rolled back, else 0.", []string{"route"}, nil)
+	descShared   = prometheus.NewDesc("ficus_canary_rollback_shared", "1 while the facade holds a route's canary rolled back and the config file says so (percent 0) for every facade, else 0: rolled_back 1 with shared 0 past a few seconds means the rollback holds in this process alone.", []string{"route"}, nil)
 )
 
 // Describe sends the descriptors of the shadow and canary gauges.
@@ -309,6 +310,7 @@ func (c *trafficCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDiffRate
 	ch <- descPercent
 	ch <- descRolled
+	ch <- descShared
 }
 
 // Collect sends the shadow queue's depth and each route's diff rate and canary share.
@@ -326,12 +328,16 @@ func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descDiffRate, prometheus.GaugeValue, r.live.compared.Counts().Rate(), r.Name)
 		}
 		if r.canary != nil {
-			pct, rolled := r.Config.Canary.Percent, 0.0
-			if r.live.rolledBack.Load() != nil {
+			pct, rolled, shared := r.Config.Canary.Percent, 0.0, 0.0
+			if rb := r.live.rolledBack.Load(); rb != nil {
 				pct, rolled = 0, 1
+				if rb.Shared {
+					shared = 1
+				}
 			}
 			ch <- prometheus.MustNewConstMetric(descPercent, prometheus.GaugeValue, pct, r.Name, r.canary.backend.Name)
 			ch <- prometheus.MustNewConstMetric(descRolled, prometheus.GaugeValue, rolled, r.Name)
+			ch <- prometheus.MustNewConstMetric(descShared, prometheus.GaugeValue, shared, r.Name)
 		}
 	}
 }

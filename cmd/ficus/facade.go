@@ -85,14 +85,6 @@ func serveFacade(ctx context.Context, e env, path, listenAddr, adminAddr string)
 	if err != nil {
 		return err
 	}
-	// The dashboard's outbox, saga and migration panels read the databases config.yaml names.
-	system := newSystemReader()
-	defer system.Close()
-	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source,
-		DryRunSecret: secret, Endpoints: v.Operations(), System: system})
-	if err != nil {
-		return fmt.Errorf("starting the facade: %w", err)
-	}
 	if listenAddr == "" {
 		listenAddr = cfg.Facade.Listen
 	}
@@ -107,6 +99,19 @@ func serveFacade(ctx context.Context, e env, path, listenAddr, adminAddr string)
 	if err != nil {
 		proxyLn.Close()
 		return err
+	}
+	// The dashboard's outbox, saga and migration panels read the databases config.yaml names.
+	system := newSystemReader()
+	defer system.Close()
+	// The facade is named by its address and process in the comment an automatic canary
+	// rollback writes to config.yaml, so an operator knows which of N facades decided it.
+	f, err := facade.New(cfg, facade.Options{Logger: log, AdminToken: token, AdminTokenSource: source,
+		DryRunSecret: secret, Endpoints: v.Operations(), System: system,
+		Instance: fmt.Sprintf("%s pid %d", proxyLn.Addr(), os.Getpid())})
+	if err != nil {
+		proxyLn.Close()
+		adminLn.Close()
+		return fmt.Errorf("starting the facade: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "facade listening on http://%s\n", proxyLn.Addr())
 	fmt.Fprintf(e.stdout, "admin listening on http://%s\n", adminLn.Addr())

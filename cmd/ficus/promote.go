@@ -43,6 +43,10 @@ figures, and refuses, exit 1, naming the gate that failed. -force promotes anywa
 without a running facade). The file's route must be the one the facade serves: an edit not
 yet loaded is refused.
 
+A canary a facade rolled back is at 0% in the file: without a shadow there is nothing to
+promote (set canary.percent by hand once the candidate is fixed); with one, the route is in
+its shadow stage again and goes to the first step.
+
 ROUTE is a route's name, or its match path when only one route has it. The admin API and
 its token are found as for ficus routes.`,
 		examples: []string{"ficus promote inventory-reads", "ficus promote -force /api/inventory"},

@@ -86,6 +86,13 @@ func PromoteRoute(path string, data []byte, route string) ([]byte, Step, error) 
 	}
 	r := cfg.Routes[i]
 	pct, full, ok := r.NextStep()
+	if !ok && r.Canary != nil {
+		// A canary at 0%: rolled back by a facade (its comment says why), or set so by hand.
+		// Promoting it again skips the proof a rollback asked for; the operator decides.
+		return nil, Step{}, fmt.Errorf("route %q serves from %s alone: its canary to %s is at 0%% (a facade's rollback says why in a comment on its line): %w; "+
+			"once the candidate is fixed, set canary.percent by hand to run it again, or add a shadow: { to: %s } to prove it first, which promote then moves to the first step",
+			r.Name, r.To, r.Canary.To, ErrNothingToPromote, r.Canary.To)
+	}
 	if !ok {
 		return nil, Step{}, fmt.Errorf("route %q serves from %s alone: %w (add a shadow: { to: CANDIDATE } first)", r.Name, r.To, ErrNothingToPromote)
 	}
