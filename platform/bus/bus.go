@@ -177,7 +177,8 @@ func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error)
 func (b *Bus) Close() { b.nc.Close() }
 
 // ensureStreams creates the events and dead-letter streams, or updates them to the limits cfg
-// sets (events.stream, events.dead_letters; unset limits take their defaults). Every process
+// sets (events.stream, events.dead_letters; unset limits take their defaults) and the number
+// of copies it asks for (events.replicas; consumers take their stream's). Every process
 // that connects applies the limits of its config.yaml, so they must all agree. Either limit
 // reached removes the oldest messages (DiscardOld): publishing never fails for lack of room.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config.Events) error {
@@ -197,6 +198,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 	events, dlq := cfg.Stream, cfg.DeadLetters
 	events.EventsStreamDefaults()
 	dlq.DeadLettersDefaults()
+	replicas := cfg.StreamReplicas()
 	return []jetstream.StreamConfig{
 		{
 			Name:        EventsStream,
@@ -208,6 +210,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 			MaxAge:      events.MaxAge.D(),
 			MaxBytes:    int64(events.MaxBytes),
 			Duplicates:  min(config.DuplicateWindow, events.MaxAge.D()),
+			Replicas:    replicas,
 		},
 		{
 			Name:        DLQStream,
@@ -219,6 +222,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 			MaxAge:      dlq.MaxAge.D(),
 			MaxBytes:    int64(dlq.MaxBytes),
 			Duplicates:  min(config.DuplicateWindow, dlq.MaxAge.D()),
+			Replicas:    replicas,
 		},
 	}
 }
