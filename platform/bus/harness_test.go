@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
@@ -298,25 +297,72 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool,
 	}
 }
 
-// streamMsgs returns how many messages the events stream holds on subjects starting with
-// prefix.
-func streamMsgs(t *testing.T, ctx context.Context, b *Bus, subject string) uint64 {
+// stored reads every event of type typ the events stream holds and returns how many there
+// are and how many distinct ids they carry.
+func stored(t *testing.T, ctx context.Context, b *Bus, typ string) (total, distinct int) {
 	t.Helper()
-	s, err := b.js.Stream(ctx, EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for subj, c := range info.State.Subjects {
-		if strings.HasPrefix(subj, strings.TrimSuffix(subject, ">")) {
-			n += c
+	deadline := time.Now().Add(settle)
+	for {
+		total, distinct, err := readStored(ctx, b, typ)
+		if err == nil {
+			return total, distinct
 		}
+		// A cluster just started again may still be electing leaders.
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return n
+}
+
+func readStored(ctx context.Context, b *Bus, typ string) (total, distinct int, err error) {
+	pos, err := b.Position(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if pos.Last < pos.First || pos.Last == 0 {
+		return 0, 0, nil
+	}
+	ids := map[string]bool{}
+	rctx, cancel := context.WithTimeout(ctx, settle)
+	defer cancel()
+	done := errors.New("done")
+	err = b.Read(rctx, pos.First-1, ReadOptions{Idle: 50 * time.Millisecond}, func(_ context.Context, batch []Stored) error {
+		for _, s := range batch {
+			if s.Event.Type == typ {
+				total++
+				ids[s.Event.ID] = true
+			}
+			if s.Seq >= pos.Last {
+				return done
+			}
+		}
+		if len(batch) == 0 && rctx.Err() != nil {
+			return rctx.Err()
+		}
+		return nil
+	})
+	if !errors.Is(err, done) {
+		return 0, 0, fmt.Errorf("reading the stream up to %d: %v", pos.Last, err)
+	}
+	return total, len(ids), nil
+}
+
+// checkStored checks that the events stream holds want events of type typ, each once. A
+// Kafka topic keeps an event published again a second time (consumers' inboxes drop it), so
+// there it checks the distinct ids only.
+func checkStored(t *testing.T, ctx context.Context, b *Bus, typ string, want int) {
+	t.Helper()
+	total, distinct := stored(t, ctx, b, typ)
+	if distinct != want {
+		t.Errorf("stream holds %d distinct %s events, want %d", distinct, typ, want)
+	}
+	if b.nats != nil && total != want {
+		t.Errorf("stream holds %d %s events, want %d: duplicates were not dropped", total, typ, want)
+	}
+	if total != distinct {
+		t.Logf("stream holds %d %s events for %d ids", total, typ, distinct)
+	}
 }
 
 // metricValue returns the sum of the samples of the named counter in reg whose labels include

@@ -63,7 +63,7 @@ func TestReadFromAPosition(t *testing.T) {
 			if len(got) != 2 || got[0].Seq != 3 || got[1].Seq != 4 || got[0].Event.ID != stock[1] || got[1].Event.ID != stock[2] {
 				t.Fatalf("Read after 1: %+v, want the stock events at sequences 3 and 4", got)
 			}
-			if n, err := b.js.Stream(ctx, EventsStream); err == nil {
+			if n, err := b.nats.js.Stream(ctx, EventsStream); err == nil {
 				for name := range n.ConsumerNames(ctx).Name() {
 					t.Errorf("Read left consumer %s on the server", name)
 				}
