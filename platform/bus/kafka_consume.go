@@ -126,10 +126,10 @@ type kconsumer struct {
 type outcome int
 
 const (
-	pending  outcome = iota // not settled: its offset must not be committed
-	skipped                 // not for this consumer
-	handled                 // the handler returned nil
-	parked                  // dead-lettered
+	pending outcome = iota // not settled: its offset must not be committed
+	skipped                // not for this consumer
+	handled                // the handler returned nil
+	parked                 // dead-lettered
 )
 
 // job is one record and what became of it.
