@@ -99,7 +99,9 @@ func (k *kafkaBus) consume(ctx context.Context, name string, c *kconsumer, opts 
 		})
 		recs := fetches.Records()
 		if len(recs) > 0 {
-			c.handle(ctx, cl, recs)
+			// Handlers run until ctx ends or the bus is closed: a closed bus is a consumer
+			// going away, whose unsettled events the group's next member gets.
+			c.handle(pctx, cl, recs)
 		}
 		cl.AllowRebalance()
 		if len(recs) == 0 && len(fetches.Errors()) > 0 {
@@ -166,6 +168,9 @@ func (c *kconsumer) handle(ctx context.Context, cl *kgo.Client, recs []*kgo.Reco
 // (ctx ended).
 func (c *kconsumer) runLane(ctx context.Context, lane []*job) {
 	for i := 0; i < len(lane); {
+		if ctx.Err() != nil || c.k.life.Err() != nil {
+			return // no handler call is worth making for a consumer going away
+		}
 		j := lane[i]
 		if !c.wants(j) {
 			j.out = skipped
