@@ -28,7 +28,7 @@ type clusterServer struct {
 }
 
 // startCluster starts the cluster the tests of t share; it is killed when t ends.
-func startCluster(t *testing.T) *clusterServer {
+func startCluster(t testing.TB) *clusterServer {
 	t.Helper()
 	bin, err := natsServerBin()
 	if err != nil {
@@ -40,7 +40,7 @@ func startCluster(t *testing.T) *clusterServer {
 // fresh brings every node up and empties the streams and deletes their consumers, so that the
 // next test starts from nothing, as it would on a new server. (Deleting the streams instead
 // would have the cluster elect new leaders for each test.)
-func (s *clusterServer) fresh(t *testing.T) testServer {
+func (s *clusterServer) fresh(t testing.TB) testServer {
 	t.Helper()
 	s.Start(t)
 	nc, err := nats.Connect(s.c.URL(), nats.Name("ficus-test-reset"))
@@ -99,7 +99,7 @@ func (s *clusterServer) Events() config.Events {
 }
 
 // Start starts every node that is not running.
-func (s *clusterServer) Start(t *testing.T) {
+func (s *clusterServer) Start(t testing.TB) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for i := range s.c.Size() {
@@ -113,7 +113,7 @@ func (s *clusterServer) Start(t *testing.T) {
 }
 
 // Stop kills every node.
-func (s *clusterServer) Stop(t *testing.T) {
+func (s *clusterServer) Stop(t testing.TB) {
 	t.Helper()
 	for i := range s.c.Size() {
 		s.c.Kill(t, i)

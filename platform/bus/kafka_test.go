@@ -73,7 +73,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 }
 
 // newKafka starts a 3-broker kfake cluster, stopped when the test ends.
-func newKafka(t *testing.T) testServer {
+func newKafka(t testing.TB) testServer {
 	t.Helper()
 	s := &kafkaServer{brokers: 3, dir: filepath.Join(t.TempDir(), "kafka")}
 	s.Start(t)
@@ -89,7 +89,7 @@ func (s *kafkaServer) Events() config.Events {
 	return config.Events{Bus: "kafka://" + strings.Join(addrs, ",")}
 }
 
-func (s *kafkaServer) Start(t *testing.T) {
+func (s *kafkaServer) Start(t testing.TB) {
 	t.Helper()
 	if s.c != nil {
 		return
@@ -118,7 +118,7 @@ func (s *kafkaServer) Start(t *testing.T) {
 	}
 }
 
-func (s *kafkaServer) Stop(t *testing.T) {
+func (s *kafkaServer) Stop(t testing.TB) {
 	t.Helper()
 	if s.c == nil {
 		return

@@ -31,7 +31,7 @@ func TestEmbedded(t *testing.T) { runSuite(t, newEmbedded) }
 
 func TestExternal(t *testing.T) { runSuite(t, newExternal) }
 
-func runSuite(t *testing.T, newServer func(*testing.T) testServer) {
+func runSuite(t *testing.T, newServer func(testing.TB) testServer) {
 	t.Run("OutboxDrainsAfterOutage", func(t *testing.T) { testOutboxDrainsAfterOutage(t, newServer(t)) })
 	t.Run("RelayKilledMidBatch", func(t *testing.T) { testRelayKilledMidBatch(t, newServer(t)) })
 	t.Run("ConsumerCrashBeforeAck", func(t *testing.T) { testConsumerCrashBeforeAck(t, newServer(t)) })
