@@ -136,10 +136,9 @@ const (
 
 // job is one record and what became of it.
 type job struct {
-	rec   *kgo.Record
-	ev    event.Event
-	out   outcome
-	tries int
+	rec *kgo.Record
+	ev  event.Event
+	out outcome
 }
 
 // handle handles recs in lanes, then commits the offsets of what was settled.

@@ -386,7 +386,7 @@ func (k *kafkaBus) Tail(ctx context.Context, all bool, fn func(e event.Event, su
 }
 
 // Usage reports what the events and dead-letter topics hold against their retention: the
-// records over every partition, and their size on the brokers (the leaders' copies).
+// records over every partition, and their size on the brokers, every copy counted.
 func (k *kafkaBus) Usage(ctx context.Context) ([]Usage, error) {
 	var out []Usage
 	for _, t := range topicConfigs(k.cfg) {
