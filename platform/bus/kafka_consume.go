@@ -76,6 +76,10 @@ func (k *kafkaBus) consume(ctx context.Context, name string, c *kconsumer, opts 
 		// handled and committed.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(500*time.Millisecond),
+		// A member killed without leaving holds its partitions until the group gives up on
+		// it: 10s rather than Kafka's 45s, so that a restarted consumer resumes soon.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 	)
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", name, err)
