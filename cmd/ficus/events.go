@@ -230,7 +230,7 @@ NATS server. Its startup notices are logged only with FICUS_LOG=debug.`,
 				return err
 			}
 			if cfg.Events.Bus != "embedded" {
-				return fmt.Errorf("events.bus is %s, an external NATS server: there is no embedded bus to serve (set events.bus: embedded, or run nats-server -js yourself)",
+				return fmt.Errorf("events.bus is %s, an external bus: there is no embedded bus to serve (set events.bus: embedded, or run nats-server -js or Kafka yourself)",
 					config.Redact(cfg.Events.Bus))
 			}
 			if listenAddr != "" {

@@ -629,7 +629,7 @@ func printBanner(w io.Writer, b banner) {
 		}
 	}
 	if cfg.Events.Bus != "embedded" {
-		fmt.Fprintf(w, "    events      %s (external NATS, not started here)\n", config.Redact(cfg.Events.Bus))
+		fmt.Fprintf(w, "    events      %s (external, not started here)\n", cfg.Events.Describe())
 	}
 	if len(services(cfg)) > 0 {
 		fmt.Fprintf(w, "  Routes send every path to the monolith until %s moves a capability on (its #1 and #2 lines).\n", cfg.Path)

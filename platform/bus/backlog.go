@@ -10,7 +10,7 @@ import (
 // stream holds that were not delivered to it yet, and those delivered but not acknowledged
 // (being handled, or waiting for a retry). Zero means the consumer has handled everything
 // published so far. It is one request to the server, bounded by 5s and ctx.
-func (b *Bus) Backlog(ctx context.Context, name string) (uint64, error) {
+func (b *natsBus) Backlog(ctx context.Context, name string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := b.js.Consumer(ctx, EventsStream, name)

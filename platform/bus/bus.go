@@ -100,8 +100,8 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Bus is a client connection to the event bus. It is safe for concurrent use.
-type Bus struct {
+// natsBus is the bus on NATS JetStream, embedded or external.
+type natsBus struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	opts    Options
@@ -120,15 +120,8 @@ func URL(cfg config.Events) string {
 	return cfg.Bus
 }
 
-// Connect connects to the bus cfg names and makes sure its streams exist. If the bus is not
-// reachable yet it keeps trying until ctx is done, so components can start in any order; bound
-// the wait with ctx. Once connected, the client reconnects by itself for as long as it lives.
-func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error) {
-	opts.setDefaults()
-	m, err := newMetrics(opts.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to bus: %w", err)
-	}
+// connectNATS connects to the NATS server or cluster cfg names (Connect).
+func connectNATS(ctx context.Context, cfg config.Events, opts Options, m *metrics) (*natsBus, error) {
 	url := URL(cfg)
 	log := opts.Logger
 	nc, err := nats.Connect(url,
@@ -155,7 +148,7 @@ func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error)
 		nc.Close()
 		return nil, fmt.Errorf("connecting to bus: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, opts: opts, metrics: m}
+	b := &natsBus{nc: nc, js: js, opts: opts, metrics: m}
 	wait := 50 * time.Millisecond
 	for {
 		err := ensureStreams(ctx, js, cfg)
@@ -174,10 +167,11 @@ func Connect(ctx context.Context, cfg config.Events, opts Options) (*Bus, error)
 }
 
 // Close closes the connection. Durable consumers stay on the server.
-func (b *Bus) Close() { b.nc.Close() }
+func (b *natsBus) Close() { b.nc.Close() }
 
 // ensureStreams creates the events and dead-letter streams, or updates them to the limits cfg
-// sets (events.stream, events.dead_letters; unset limits take their defaults). Every process
+// sets (events.stream, events.dead_letters; unset limits take their defaults) and the number
+// of copies it asks for (events.replicas; consumers take their stream's). Every process
 // that connects applies the limits of its config.yaml, so they must all agree. Either limit
 // reached removes the oldest messages (DiscardOld): publishing never fails for lack of room.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg config.Events) error {
@@ -197,6 +191,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 	events, dlq := cfg.Stream, cfg.DeadLetters
 	events.EventsStreamDefaults()
 	dlq.DeadLettersDefaults()
+	replicas := cfg.StreamReplicas()
 	return []jetstream.StreamConfig{
 		{
 			Name:        EventsStream,
@@ -208,6 +203,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 			MaxAge:      events.MaxAge.D(),
 			MaxBytes:    int64(events.MaxBytes),
 			Duplicates:  min(config.DuplicateWindow, events.MaxAge.D()),
+			Replicas:    replicas,
 		},
 		{
 			Name:        DLQStream,
@@ -219,6 +215,7 @@ func streamConfigs(cfg config.Events) []jetstream.StreamConfig {
 			MaxAge:      dlq.MaxAge.D(),
 			MaxBytes:    int64(dlq.MaxBytes),
 			Duplicates:  min(config.DuplicateWindow, dlq.MaxAge.D()),
+			Replicas:    replicas,
 		},
 	}
 }
@@ -251,7 +248,7 @@ func checkTokens(s string) error {
 // dropped it as a duplicate of an id it already holds). The publishes are pipelined: one round
 // trip for the whole batch. On error some of evs may have been stored; publishing them all
 // again is safe.
-func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
+func (b *natsBus) Publish(ctx context.Context, evs ...event.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}

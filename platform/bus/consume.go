@@ -109,12 +109,12 @@ func validName(name string) bool {
 // EnsureConsumer creates the durable consumer name, or updates it to opts, without consuming.
 // Consume does it too; call it on its own to make a consumer exist, and so start retaining its
 // events, before the first Consume.
-func (b *Bus) EnsureConsumer(ctx context.Context, name string, opts ConsumerOptions) error {
+func (b *natsBus) EnsureConsumer(ctx context.Context, name string, opts ConsumerOptions) error {
 	_, err := b.ensureConsumer(ctx, name, opts)
 	return err
 }
 
-func (b *Bus) ensureConsumer(ctx context.Context, name string, opts ConsumerOptions) (jetstream.Consumer, error) {
+func (b *natsBus) ensureConsumer(ctx context.Context, name string, opts ConsumerOptions) (jetstream.Consumer, error) {
 	opts.setDefaults()
 	if !validName(name) {
 		return nil, fmt.Errorf("creating consumer %q: name must be letters, digits, - or _", name)
@@ -154,7 +154,7 @@ func (b *Bus) ensureConsumer(ctx context.Context, name string, opts ConsumerOpti
 // receives. It creates the consumer first if needed; it never deletes it, so a restarted
 // consumer resumes where it left off. Messages received but not handled when ctx ends are
 // handed back to the server for immediate redelivery.
-func (b *Bus) Consume(ctx context.Context, name string, h Handler, opts ConsumerOptions) error {
+func (b *natsBus) Consume(ctx context.Context, name string, h Handler, opts ConsumerOptions) error {
 	return b.consume(ctx, name, &consumer{h: h}, opts)
 }
 
@@ -167,12 +167,12 @@ type BatchHandler func(ctx context.Context, evs []event.Event) error
 // ConsumeBatch is Consume for a handler that takes the messages already waiting, up to
 // opts.BatchSize, at once. It trades nothing in ordering or delivery guarantees for far fewer
 // transactions under load; when traffic is light, batches hold one event.
-func (b *Bus) ConsumeBatch(ctx context.Context, name string, h BatchHandler, opts ConsumerOptions) error {
+func (b *natsBus) ConsumeBatch(ctx context.Context, name string, h BatchHandler, opts ConsumerOptions) error {
 	single := func(ctx context.Context, e event.Event) error { return h(ctx, []event.Event{e}) }
 	return b.consume(ctx, name, &consumer{h: single, batch: h}, opts)
 }
 
-func (b *Bus) consume(ctx context.Context, name string, c *consumer, opts ConsumerOptions) error {
+func (b *natsBus) consume(ctx context.Context, name string, c *consumer, opts ConsumerOptions) error {
 	opts.setDefaults()
 	cons, err := b.ensureConsumer(ctx, name, opts)
 	if err != nil {
@@ -256,7 +256,7 @@ func (b *Bus) consume(ctx context.Context, name string, c *consumer, opts Consum
 
 // consumer handles the messages of one Consume call.
 type consumer struct {
-	bus   *Bus
+	bus   *natsBus
 	name  string
 	h     Handler
 	batch BatchHandler

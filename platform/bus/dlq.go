@@ -34,7 +34,7 @@ type DeadLetter struct {
 }
 
 // DeadLetters lists the dead-letter stream, oldest first.
-func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+func (b *natsBus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	s, err := b.js.Stream(ctx, DLQStream)
 	if err != nil {
 		return nil, fmt.Errorf("listing dead letters: %w", err)
@@ -82,7 +82,7 @@ func deadLetter(raw *jetstream.RawStreamMsg) DeadLetter {
 // Replay delivers the dead letter seq again, to the consumer that gave up on it alone, and
 // removes it from the dead-letter stream. Replaying the same dead letter twice within the
 // duplicate window delivers it once.
-func (b *Bus) Replay(ctx context.Context, seq uint64) error {
+func (b *natsBus) Replay(ctx context.Context, seq uint64) error {
 	s, err := b.js.Stream(ctx, DLQStream)
 	if err != nil {
 		return fmt.Errorf("replaying dead letter %d: %w", seq, err)

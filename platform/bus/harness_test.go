@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
@@ -41,8 +40,8 @@ const (
 type testServer interface {
 	// Events is the config clients connect with.
 	Events() config.Events
-	Start(t *testing.T)
-	Stop(t *testing.T)
+	Start(t testing.TB)
+	Stop(t testing.TB)
 }
 
 // embeddedServer runs ServeEmbedded in the test process, on a port it picks itself the first
@@ -53,7 +52,7 @@ type embeddedServer struct {
 	done   chan error
 }
 
-func newEmbedded(t *testing.T) testServer {
+func newEmbedded(t testing.TB) testServer {
 	t.Helper()
 	s := &embeddedServer{cfg: config.Events{
 		Bus:      "embedded",
@@ -66,7 +65,7 @@ func newEmbedded(t *testing.T) testServer {
 
 func (s *embeddedServer) Events() config.Events { return s.cfg }
 
-func (s *embeddedServer) Start(t *testing.T) {
+func (s *embeddedServer) Start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -83,7 +82,7 @@ func (s *embeddedServer) Start(t *testing.T) {
 	}
 }
 
-func (s *embeddedServer) Stop(t *testing.T) {
+func (s *embeddedServer) Stop(t testing.TB) {
 	t.Helper()
 	if s.cancel == nil {
 		return
@@ -133,7 +132,7 @@ var natsServerBin = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-func newExternal(t *testing.T) testServer {
+func newExternal(t testing.TB) testServer {
 	t.Helper()
 	bin, err := natsServerBin()
 	if err != nil {
@@ -151,7 +150,7 @@ func (s *externalServer) Events() config.Events {
 
 // Start starts nats-server: on a port it picks itself the first time, on the same port again
 // after a Stop.
-func (s *externalServer) Start(t *testing.T) {
+func (s *externalServer) Start(t testing.TB) {
 	t.Helper()
 	port := -1 // nats-server's "pick a free port"
 	if s.port != 0 {
@@ -197,7 +196,7 @@ func listeningPort(path string) (int, error) {
 	return strconv.Atoi(u.Port())
 }
 
-func (s *externalServer) Stop(t *testing.T) {
+func (s *externalServer) Stop(t testing.TB) {
 	t.Helper()
 	if s.cmd == nil {
 		return
@@ -208,19 +207,19 @@ func (s *externalServer) Stop(t *testing.T) {
 }
 
 // connect connects to srv, closing the connection when the test ends.
-func connect(t *testing.T, ctx context.Context, srv testServer) *Bus {
+func connect(t testing.TB, ctx context.Context, srv testServer) *Bus {
 	t.Helper()
 	return connectWith(t, ctx, srv, Options{Name: t.Name()})
 }
 
 // connectWith is connect with options.
-func connectWith(t *testing.T, ctx context.Context, srv testServer, opts Options) *Bus {
+func connectWith(t testing.TB, ctx context.Context, srv testServer, opts Options) *Bus {
 	t.Helper()
 	return connectTo(t, ctx, srv.Events(), opts)
 }
 
 // connectTo is connectWith with the client's events config.
-func connectTo(t *testing.T, ctx context.Context, cfg config.Events, opts Options) *Bus {
+func connectTo(t testing.TB, ctx context.Context, cfg config.Events, opts Options) *Bus {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, settle)
 	defer cancel()
@@ -233,13 +232,13 @@ func connectTo(t *testing.T, ctx context.Context, cfg config.Events, opts Option
 }
 
 // openDB opens a SQLite database in the test's directory with the outbox and inbox tables.
-func openDB(t *testing.T, ctx context.Context, name string) *gorm.DB {
+func openDB(t testing.TB, ctx context.Context, name string) *gorm.DB {
 	t.Helper()
 	return openDBAt(t, ctx, filepath.Join(t.TempDir(), name))
 }
 
 // openDBAt is openDB with the file's path.
-func openDBAt(t *testing.T, ctx context.Context, path string) *gorm.DB {
+func openDBAt(t testing.TB, ctx context.Context, path string) *gorm.DB {
 	t.Helper()
 	db, err := store.Open(ctx, "sqlite:"+path, store.Options{})
 	if err != nil {
@@ -270,7 +269,7 @@ func apply(tx *gorm.DB, e event.Event) error {
 }
 
 // applied returns how many events test_applied holds and how many were applied more than once.
-func applied(t *testing.T, db *gorm.DB) (total, twice int64) {
+func applied(t testing.TB, db *gorm.DB) (total, twice int64) {
 	t.Helper()
 	if err := db.Raw(`SELECT COUNT(*) FROM test_applied`).Scan(&total).Error; err != nil {
 		t.Fatal(err)
@@ -283,7 +282,7 @@ func applied(t *testing.T, db *gorm.DB) (total, twice int64) {
 
 // waitFor polls cond until it holds or the timeout passes. On a timeout, the last result of
 // explain, if given, says what was still wrong.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, explain ...func() string) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -298,30 +297,77 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool,
 	}
 }
 
-// streamMsgs returns how many messages the events stream holds on subjects starting with
-// prefix.
-func streamMsgs(t *testing.T, ctx context.Context, b *Bus, subject string) uint64 {
+// stored reads every event of type typ the events stream holds and returns how many there
+// are and how many distinct ids they carry.
+func stored(t testing.TB, ctx context.Context, b *Bus, typ string) (total, distinct int) {
 	t.Helper()
-	s, err := b.js.Stream(ctx, EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for subj, c := range info.State.Subjects {
-		if strings.HasPrefix(subj, strings.TrimSuffix(subject, ">")) {
-			n += c
+	deadline := time.Now().Add(settle)
+	for {
+		total, distinct, err := readStored(ctx, b, typ)
+		if err == nil {
+			return total, distinct
 		}
+		// A cluster just started again may still be electing leaders.
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return n
+}
+
+func readStored(ctx context.Context, b *Bus, typ string) (total, distinct int, err error) {
+	pos, err := b.Position(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if pos.Last < pos.First || pos.Last == 0 {
+		return 0, 0, nil
+	}
+	ids := map[string]bool{}
+	rctx, cancel := context.WithTimeout(ctx, settle)
+	defer cancel()
+	done := errors.New("done")
+	err = b.Read(rctx, pos.First-1, ReadOptions{Idle: 50 * time.Millisecond}, func(_ context.Context, batch []Stored) error {
+		for _, s := range batch {
+			if s.Event.Type == typ {
+				total++
+				ids[s.Event.ID] = true
+			}
+			if s.Seq >= pos.Last {
+				return done
+			}
+		}
+		if len(batch) == 0 && rctx.Err() != nil {
+			return rctx.Err()
+		}
+		return nil
+	})
+	if !errors.Is(err, done) {
+		return 0, 0, fmt.Errorf("reading the stream up to %d: %v", pos.Last, err)
+	}
+	return total, len(ids), nil
+}
+
+// checkStored checks that the events stream holds want events of type typ, each once. A
+// Kafka topic keeps an event published again a second time (consumers' inboxes drop it), so
+// there it checks the distinct ids only.
+func checkStored(t testing.TB, ctx context.Context, b *Bus, typ string, want int) {
+	t.Helper()
+	total, distinct := stored(t, ctx, b, typ)
+	if distinct != want {
+		t.Errorf("stream holds %d distinct %s events, want %d", distinct, typ, want)
+	}
+	if b.nats != nil && total != want {
+		t.Errorf("stream holds %d %s events, want %d: duplicates were not dropped", total, typ, want)
+	}
+	if total != distinct {
+		t.Logf("stream holds %d %s events for %d ids", total, typ, distinct)
+	}
 }
 
 // metricValue returns the sum of the samples of the named counter in reg whose labels include
 // the given ones.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -350,7 +396,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 }
 
 // newEvent returns a test event of type typ about subject.
-func newEvent(t *testing.T, typ, subject string, data any) event.Event {
+func newEvent(t testing.TB, typ, subject string, data any) event.Event {
 	t.Helper()
 	e, err := event.New("/test", typ, subject, data)
 	if err != nil {
@@ -360,7 +406,7 @@ func newEvent(t *testing.T, typ, subject string, data any) event.Event {
 }
 
 // record adds evs to db's outbox, one transaction each.
-func record(t *testing.T, ctx context.Context, db *gorm.DB, evs ...event.Event) {
+func record(t testing.TB, ctx context.Context, db *gorm.DB, evs ...event.Event) {
 	t.Helper()
 	for _, e := range evs {
 		err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error { return outbox.Add(ctx, tx, e) })

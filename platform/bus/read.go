@@ -22,7 +22,7 @@ type Position struct {
 // Position reads where the events stream stands. A reader that records Last before it takes
 // a snapshot of some state, and later reads the events after it (Read), misses none of the
 // changes that happened after the snapshot began.
-func (b *Bus) Position(ctx context.Context) (Position, error) {
+func (b *natsBus) Position(ctx context.Context) (Position, error) {
 	s, err := b.js.Stream(ctx, EventsStream)
 	if err != nil {
 		return Position{}, fmt.Errorf("reading stream %s: %w", EventsStream, err)
@@ -37,7 +37,7 @@ func (b *Bus) Position(ctx context.Context) (Position, error) {
 // LastOf returns the stream sequence of the newest event of any of types the stream holds, or
 // 0 if it holds none. A reader that has handled every event up to that sequence has seen all
 // the events of those types published so far.
-func (b *Bus) LastOf(ctx context.Context, types []string) (uint64, error) {
+func (b *natsBus) LastOf(ctx context.Context, types []string) (uint64, error) {
 	s, err := b.js.Stream(ctx, EventsStream)
 	if err != nil {
 		return 0, fmt.Errorf("reading stream %s: %w", EventsStream, err)
@@ -108,7 +108,7 @@ func (o *ReadOptions) setDefaults() {
 // readers that replay from a position of their own, such as ficus migrate's sync. Events
 // the stream no longer holds (older than its limits) are not delivered: compare after with
 // Position().First before reading.
-func (b *Bus) Read(ctx context.Context, after uint64, opts ReadOptions, fn func(ctx context.Context, batch []Stored) error) error {
+func (b *natsBus) Read(ctx context.Context, after uint64, opts ReadOptions, fn func(ctx context.Context, batch []Stored) error) error {
 	opts.setDefaults()
 	subjects := make([]string, 0, len(opts.Types))
 	for _, t := range opts.Types {

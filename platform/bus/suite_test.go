@@ -31,14 +31,21 @@ func TestEmbedded(t *testing.T) { runSuite(t, newEmbedded) }
 
 func TestExternal(t *testing.T) { runSuite(t, newExternal) }
 
-func runSuite(t *testing.T, newServer func(*testing.T) testServer) {
+func runSuite(t *testing.T, newServer func(testing.TB) testServer) {
 	t.Run("OutboxDrainsAfterOutage", func(t *testing.T) { testOutboxDrainsAfterOutage(t, newServer(t)) })
 	t.Run("RelayKilledMidBatch", func(t *testing.T) { testRelayKilledMidBatch(t, newServer(t)) })
 	t.Run("ConsumerCrashBeforeAck", func(t *testing.T) { testConsumerCrashBeforeAck(t, newServer(t)) })
 	t.Run("PoisonDeadLetteredAndReplayed", func(t *testing.T) { testPoisonDeadLetteredAndReplayed(t, newServer(t)) })
 	t.Run("BatchConsumerIsolatesPoison", func(t *testing.T) { testBatchIsolatesPoison(t, newServer(t)) })
 	t.Run("StockConvergesUnderRedelivery", func(t *testing.T) { testStockConverges(t, newServer(t)) })
-	t.Run("StreamLimits", func(t *testing.T) { testStreamLimits(t, newServer(t)) })
+	t.Run("StreamLimits", func(t *testing.T) {
+		srv := newServer(t)
+		if k, ok := srv.(*kafkaServer); ok {
+			testTopicLimits(t, k)
+			return
+		}
+		testStreamLimits(t, srv)
+	})
 }
 
 // fastRelay are relay options that make the tests quick.
@@ -139,9 +146,7 @@ func testOutboxDrainsAfterOutage(t *testing.T, srv testServer) {
 	srv.Start(t)
 	waitFor(t, settle, "outbox drained after the bus came back", func() bool { return backlog(t, ctx, db) == 0 })
 
-	if n := streamMsgs(t, ctx, b, EventsPrefix+"test.drain.v1"); n != 250 {
-		t.Errorf("stream holds %d events, want 250", n)
-	}
+	checkStored(t, ctx, b, "test.drain.v1", 250)
 	waitFor(t, settle, "250 events applied", func() bool { n, _ := applied(t, cdb); return n == 250 })
 	if _, twice := applied(t, cdb); twice != 0 {
 		t.Errorf("%d events applied twice", twice)
@@ -268,9 +273,7 @@ func testRelayKilledMidBatch(t *testing.T, srv testServer) {
 	if sent <= total {
 		t.Errorf("relays published %d events, want more than %d (the killed batches again)", sent, total)
 	}
-	if n := streamMsgs(t, ctx, b, EventsPrefix+"test.crash.v1"); n != total {
-		t.Errorf("stream holds %d events, want %d: duplicates were not dropped", n, total)
-	}
+	checkStored(t, ctx, b, "test.crash.v1", total)
 	cdb := openDB(t, ctx, "consumer.db")
 	runConsumer(t, ctx, b, "crash", applyHandler(cdb, "crash"), ConsumerOptions{Types: []string{"test.crash.v1"}})
 	waitFor(t, settle, "every event applied", func() bool { n, _ := applied(t, cdb); return n == total })
@@ -696,7 +699,7 @@ func testStreamLimits(t *testing.T, srv testServer) {
 	b := connectTo(t, ctx, cfg, Options{})
 	info := func(name string) *jetstream.StreamInfo {
 		t.Helper()
-		s, err := b.js.Stream(ctx, name)
+		s, err := b.nats.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -740,7 +743,7 @@ func testStreamLimits(t *testing.T, srv testServer) {
 	if state.Bytes > 64<<10 || state.Msgs == 0 || state.Msgs >= uint64(len(evs)) {
 		t.Errorf("stream holds %d events in %d bytes; want some but not all of %d, within 64KiB", state.Msgs, state.Bytes, len(evs))
 	}
-	s, err := b.js.Stream(ctx, EventsStream)
+	s, err := b.nats.js.Stream(ctx, EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // Tail calls fn with every event published from now on (from the start of the stream if all
 // is set) until ctx is done or fn returns an error. It uses an ephemeral consumer that leaves
 // nothing behind on the server.
-func (b *Bus) Tail(ctx context.Context, all bool, fn func(e event.Event, subject string) error) error {
+func (b *natsBus) Tail(ctx context.Context, all bool, fn func(e event.Event, subject string) error) error {
 	policy := jetstream.DeliverNewPolicy
 	if all {
 		policy = jetstream.DeliverAllPolicy

@@ -20,7 +20,7 @@ type Usage struct {
 }
 
 // Usage reports what the events and dead-letter streams hold against their limits.
-func (b *Bus) Usage(ctx context.Context) ([]Usage, error) {
+func (b *natsBus) Usage(ctx context.Context) ([]Usage, error) {
 	var out []Usage
 	for _, name := range []string{EventsStream, DLQStream} {
 		s, err := b.js.Stream(ctx, name)

@@ -251,11 +251,18 @@ type Service struct {
 
 // Events configures the event bus.
 type Events struct {
-	// Bus is "embedded" (an in-process NATS JetStream server) or the URL of an external NATS
-	// server or cluster ("nats://host:4222", comma-separated for several). Default embedded.
+	// Bus is "embedded" (an in-process NATS JetStream server), the URL of an external NATS
+	// server or cluster ("nats://host:4222", comma-separated for several), or the brokers of
+	// a Kafka cluster ("kafka://host:9092,host2:9092"). Default embedded.
 	Bus string `yaml:"bus" json:"bus"`
+	// Replicas is how many servers keep a copy of each stream (NATS) or topic partition
+	// (Kafka), between 1 and 5. Default: 3 when Bus lists three servers or more, else 1. The
+	// embedded server is one node: it takes 1 only.
+	Replicas int `yaml:"replicas" json:"replicas"`
 	// Embedded configures the embedded server.
 	Embedded Embedded `yaml:"embedded" json:"embedded"`
+	// Kafka configures the topics of a Kafka bus.
+	Kafka Kafka `yaml:"kafka" json:"kafka"`
 	// Stream bounds the events stream, FICUS_EVENTS. Defaults 168h and 1GiB.
 	Stream StreamLimits `yaml:"stream" json:"stream"`
 	// DeadLetters bounds the dead-letter stream, FICUS_DLQ. Defaults 720h and 256MiB.
@@ -443,6 +450,7 @@ func (c *Config) setDefaults() {
 	def(&c.Events.Bus, "embedded")
 	def(&c.Events.Embedded.Listen, "127.0.0.1:4222")
 	def(&c.Events.Embedded.Store, "data/nats")
+	c.Events.setDefaults()
 	c.setRetentionDefaults()
 	c.setTrafficDefaults()
 }

@@ -106,7 +106,7 @@ func TestParseProblems(t *testing.T) {
 		{"bad module", valid + "monolith: { modules: { orders: remote } }\n", []string{`monolith.modules.orders: orders has no extracted service yet`}},
 		{"remote without backend", valid + "monolith: { modules: { payments: remote } }\n", []string{`remote needs a backend named "payments"`}},
 		{"bad database", valid + "monolith: { database: mysql://x }\n", []string{`monolith.database: want sqlite:PATH or postgres://`}},
-		{"bad bus", valid + "events: { bus: http://x }\n", []string{`events.bus: want embedded or nats://host:port`}},
+		{"bad bus", valid + "events: { bus: http://x }\n", []string{`events.bus: want embedded, nats://host:port or kafka://host:port`}},
 		{"bad listen", valid + "facade: { listen: nowhere }\n", []string{`facade.listen: want host:port, got "nowhere"`}},
 		{"empty admin listen", valid + "facade: { admin: { listen: \"\" } }\n", []string{`c.yaml:11:20: facade.admin.listen: must not be empty`}},
 		{"null admin listen", valid + "facade:\n  admin:\n    listen:\n", []string{`c.yaml:13:5: facade.admin.listen: must not be empty`}},

@@ -152,14 +152,7 @@ func (p *parser) validate(c *Config) {
 
 	p.validateServices(c)
 
-	if c.Events.Bus != "embedded" {
-		for _, raw := range strings.Split(c.Events.Bus, ",") {
-			u, err := url.Parse(strings.TrimSpace(raw))
-			ok := err == nil && (u.Scheme == "nats" || u.Scheme == "tls") && u.Host != ""
-			check("events.bus", ok, "want embedded or nats://host:port (comma-separated for a cluster), got %q", raw)
-		}
-	}
-	p.validateListen("events.embedded.listen", c.Events.Embedded.Listen)
+	p.validateEvents(c.Events)
 	p.validateRetention(c)
 	p.validateTraffic(c)
 }
