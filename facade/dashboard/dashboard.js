@@ -159,7 +159,11 @@ function renderRoutes(d) {
     let canary = "–";
     if (rt.canary) {
       canary = [el("span", { class: "backend" }, rt.canary.to), " " + rt.canary.percent + "%", rt.canary.sticky ? " sticky " + rt.canary.sticky : ""];
-      if (rt.rolled_back) canary.push(" ", pill("rolled back: " + rt.rolled_back.gate, "bad"));
+      if (rt.rolled_back) {
+        canary.push(" ", pill("rolled back: " + rt.rolled_back.gate, "bad"));
+        // Not written to config.yaml (share_error says why): other facades still send it traffic.
+        if (rt.rolled_back.shared === false) canary.push(" ", pill("this facade only", "warn"));
+      }
     }
     const p = promo[rt.name];
     let stage = rt.stage ? pill(rt.stage, "warn") : pill("full", "muted");
