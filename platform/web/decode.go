@@ -122,7 +122,7 @@ func invalidJSON(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		p := problem.New(http.StatusBadRequest, "invalid_request", "a field has the wrong type")
-		field := te.Field
+		field := typeErrorField(te.Field)
 		if field == "" {
 			field = "(body)"
 		}
@@ -132,6 +132,27 @@ func invalidJSON(err error) error {
 	// The scan accepted the document, so what is left is a value a type's own decoder
 	// refused (a time, say).
 	return problem.New(http.StatusBadRequest, "invalid_request", err.Error())
+}
+
+// typeErrorField names the field of an encoding/json type error as problem fields do:
+// "lines.0.quantity" (Go 1.27's encoding/json names array indexes) is "lines[0].quantity".
+// Earlier releases name no index ("lines.quantity"), which stays as it is.
+func typeErrorField(f string) string {
+	if f == "" {
+		return ""
+	}
+	var b strings.Builder
+	for i, part := range strings.Split(f, ".") {
+		if _, err := strconv.ParseUint(part, 10, 64); err == nil && i > 0 {
+			b.WriteString("[" + part + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // scanError is what the scan refuses: a syntax error (field empty) or a field's error.
