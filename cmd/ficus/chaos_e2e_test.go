@@ -60,8 +60,9 @@ type chaosSettings struct {
 	cluster bool
 }
 
-// chaosFromEnv reads FICUS_CHAOS_ROUNDS (1) and FICUS_CHAOS_PHASE (2s): make test's bounded
-// run by default, make chaos's long one when set.
+// chaosFromEnv reads FICUS_CHAOS_ROUNDS (1), FICUS_CHAOS_PHASE (2s) and FICUS_CHAOS_CLUSTER
+// (unset: the embedded bus; 1: a 3-node NATS cluster): make test's bounded run by default,
+// make chaos's long one when set.
 func chaosFromEnv(t *testing.T) chaosSettings {
 	t.Helper()
 	s := chaosSettings{rounds: 1, phase: 2 * time.Second, clients: 8}
@@ -78,6 +79,13 @@ func chaosFromEnv(t *testing.T) chaosSettings {
 			t.Fatalf("FICUS_CHAOS_PHASE=%q: want a duration from 1s to 10m", v)
 		}
 		s.phase = d
+	}
+	switch v := os.Getenv("FICUS_CHAOS_CLUSTER"); v {
+	case "", "0":
+	case "1":
+		s.cluster = true
+	default:
+		t.Fatalf("FICUS_CHAOS_CLUSTER=%q: want 1 or nothing", v)
 	}
 	return s
 }

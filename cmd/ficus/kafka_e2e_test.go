@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/ficus-project/ficus/platform/bus"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/contract"
+	"github.com/ficus-project/ficus/platform/event"
 )
 
 // TestUpWithKafka runs the shop on a Kafka bus through the real binary: a 3-broker kfake
@@ -24,7 +27,8 @@ import (
 // and ficus up starts the monolith, both services and the facade, and no bus of its own. The
 // seeded customers reach the payments service's copy through the monolith's outbox, the
 // topic and the service's consumer group; an order placed through the facade lands in the
-// topic; the payments service killed with SIGKILL comes back and its group goes on.
+// topic; the payments service killed with SIGKILL comes back and its group goes on; ficus
+// events dlq list|replay and ficus events tail work on the topics.
 func TestUpWithKafka(t *testing.T) {
 	kafka, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.Ports(0, 0, 0))
 	if err != nil {
@@ -107,6 +111,55 @@ events: { bus: '%s' }
 	if n, err := b.Backlog(ctx, "payments-service-customers"); err != nil || n != 0 {
 		t.Errorf("payments' consumer backlog = %d, %v; want 0", n, err)
 	}
+
+	// The operator's commands work on the topics as on the streams: a consumer's poison event
+	// is listed by ficus events dlq list, replayed by ficus events dlq replay to the fixed
+	// consumer, and ficus events tail shows the event and its replay.
+	var fixed atomic.Bool
+	handled := make(chan struct{}, 1)
+	cctx, stopConsumer := context.WithCancel(ctx)
+	defer stopConsumer()
+	go b.Consume(cctx, "e2e-picky", func(_ context.Context, e event.Event) error {
+		if !fixed.Load() {
+			return errors.New("handler bug")
+		}
+		select {
+		case handled <- struct{}{}:
+		default:
+		}
+		return nil
+	}, bus.ConsumerOptions{Types: []string{"e2e.poison.v1"}, MaxAttempts: 2, Backoff: func(int) time.Duration { return 50 * time.Millisecond }})
+	poison, err := event.New("/e2e", "e2e.poison.v1", "P-1", map[string]int{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, poison); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "the poison event in ficus events dlq list", 30*time.Second, func() (bool, string) {
+		o, err := exec.Command(ficusBin, "events", "dlq", "list", "-c", cfgPath).CombinedOutput()
+		return err == nil && strings.Contains(string(o), poison.ID) && strings.Contains(string(o), "handler bug") &&
+			strings.Contains(string(o), "1 dead letter(s)"), string(o)
+	})
+	fixed.Store(true)
+	if o, err := exec.Command(ficusBin, "events", "dlq", "replay", poison.ID, "-c", cfgPath).CombinedOutput(); err != nil || !strings.Contains(string(o), "replayed dead letter") {
+		t.Fatalf("ficus events dlq replay: %v\n%s", err, o)
+	}
+	select {
+	case <-handled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replayed event never reached the fixed consumer")
+	}
+	if o, err := exec.Command(ficusBin, "events", "dlq", "list", "-c", cfgPath).CombinedOutput(); err != nil || !strings.Contains(string(o), "no dead letters") {
+		t.Errorf("ficus events dlq list after the replay: %v\n%s", err, o)
+	}
+	tctx, stopTail := context.WithTimeout(ctx, 20*time.Second)
+	defer stopTail()
+	tail := exec.CommandContext(tctx, ficusBin, "events", "tail", "-all", "-c", cfgPath)
+	tailed := startFicus(t, tail)
+	tailed.out.waitFor(t, contract.TypeOrderPlaced, 15*time.Second)
+	tailed.out.waitFor(t, poison.ID+"  (replay)", 15*time.Second)
+	stopTail()
 
 	if err := up.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-// Package bus carries Ficus events over NATS JetStream.
+// Package bus carries Ficus events over NATS JetStream or Kafka.
 //
 // Every event lives in one stream, FICUS_EVENTS, on the subject "ficus.events." followed by its
 // type ("ficus.events.shop.inventory.stock_changed.v1"), with its CloudEvents envelope as the
@@ -10,7 +10,12 @@
 // and events.dead_letters in config.yaml); at either limit the oldest messages go first.
 //
 // The same code serves an embedded server (ServeEmbedded, events.bus: embedded) and an external
-// server or cluster (events.bus: nats://…).
+// server or cluster (events.bus: nats://…, streams replicated events.replicas ways).
+//
+// The same Bus also runs on Kafka (events.bus: kafka://…; kafka.go): one topic per stream,
+// records keyed by aggregate id, a consumer group per durable consumer whose offsets are
+// committed only after the events were handled or dead-lettered. docs/events.md compares the
+// two.
 package bus
 
 import (

@@ -88,15 +88,9 @@ func reset(js jetstream.JetStream, name string) error {
 	return st.Purge(ctx)
 }
 
-// Events names every node. A clustered JetStream reserves a stream's max_bytes on each node
-// that keeps a copy, so the limits are the test nodes' size rather than the 1GiB default.
-func (s *clusterServer) Events() config.Events {
-	return config.Events{
-		Bus:         s.c.URL(),
-		Stream:      config.StreamLimits{MaxBytes: 64 << 20},
-		DeadLetters: config.StreamLimits{MaxBytes: 16 << 20},
-	}
-}
+// Events names every node; the streams take their default limits, which each node must be
+// able to reserve (natstest gives them 4GB).
+func (s *clusterServer) Events() config.Events { return config.Events{Bus: s.c.URL()} }
 
 // Start starts every node that is not running.
 func (s *clusterServer) Start(t testing.TB) {

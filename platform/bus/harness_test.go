@@ -301,13 +301,16 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool,
 // are and how many distinct ids they carry.
 func stored(t testing.TB, ctx context.Context, b *Bus, typ string) (total, distinct int) {
 	t.Helper()
-	deadline := time.Now().Add(settle)
+	deadline := time.Now().Add(2 * settle)
 	for {
-		total, distinct, err := readStored(ctx, b, typ)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		total, distinct, err := readStored(actx, b, typ)
+		cancel()
 		if err == nil {
 			return total, distinct
 		}
-		// A cluster just started again may still be electing leaders.
+		// A cluster just started again may still be electing leaders, and a request sent
+		// meanwhile may go unanswered: each attempt gets a few seconds.
 		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}

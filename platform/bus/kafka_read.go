@@ -354,7 +354,8 @@ func (k *kafkaBus) Read(ctx context.Context, after uint64, opts ReadOptions, fn 
 }
 
 // Tail calls fn with every event published from now on (from the oldest kept if all is
-// set), over every partition, with a client of its own and no consumer group.
+// set), over every partition, with a client of its own and no consumer group. A replayed dead
+// letter comes with the subject it would have on NATS, ReplayPrefix and its consumer.
 func (k *kafkaBus) Tail(ctx context.Context, all bool, fn func(e event.Event, subject string) error) error {
 	from := kgo.NewOffset().AtEnd()
 	if all {
@@ -371,14 +372,16 @@ func (k *kafkaBus) Tail(ctx context.Context, all bool, fn func(e event.Event, su
 			return nil
 		}
 		for _, r := range fetches.Records() {
-			if header(r, HeaderReplayTo) != "" {
-				continue
-			}
 			e, err := unmarshalEvent(r.Value)
 			if err != nil {
 				e = event.Event{ID: header(r, HeaderID), Type: header(r, HeaderType)}
 			}
-			if err := fn(e, EventsPrefix+header(r, HeaderType)); err != nil {
+			// The subject a NATS bus would have carried it on, replays marked as there.
+			subject := EventsPrefix + header(r, HeaderType)
+			if to := header(r, HeaderReplayTo); to != "" {
+				subject = ReplayPrefix + to + "." + header(r, HeaderType)
+			}
+			if err := fn(e, subject); err != nil {
 				return err
 			}
 		}

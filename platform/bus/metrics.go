@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ficus_events_published_total",
-			Help: "Events stored by JetStream (duplicates it dropped included).",
+			Help: "Events stored by the bus (on NATS, duplicates it dropped included).",
 		}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ficus_events_publish_errors_total",
@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"consumer"}),
 		ackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_events_ack_errors_total",
-			Help: "Acks, naks and terminations a consumer could not send; the message is delivered again.",
+			Help: "Acks, naks and terminations (NATS) or offset commits (Kafka, per event) a consumer could not send; the event is delivered again.",
 		}, []string{"consumer"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_events_handler_errors_total",
@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"consumer"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ficus_events_dead_lettered_total",
-			Help: "Messages parked in the dead-letter stream.",
+			Help: "Messages parked in the dead-letter stream or topic.",
 		}, []string{"consumer"}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ficus_events_replayed_total",

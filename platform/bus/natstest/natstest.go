@@ -83,7 +83,7 @@ listen: 127.0.0.1:%d
 jetstream {
   store_dir: %q
   max_memory_store: 64MB
-  max_file_store: 1GB
+  max_file_store: 4GB
 }
 cluster {
   name: %s
