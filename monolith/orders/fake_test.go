@@ -236,6 +236,10 @@ func (s fakeStock) Reserve(_ context.Context, orderID string, lines []orders.Req
 		out = append([]orders.Line(nil), priced...)
 		return nil
 	})
+	// A late answer (fLate) runs apply after this call has returned: read what it wrote
+	// under the world's lock, as apply wrote it.
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
 	return out, err
 }
 
@@ -351,6 +355,8 @@ func (p fakePayments) Charge(_ context.Context, customerID string, amount int64,
 		id = outcome.paymentID
 		return outcome.err
 	})
+	p.w.mu.Lock() // as in Reserve: a late answer writes id after the call returned
+	defer p.w.mu.Unlock()
 	return id, err
 }
 
