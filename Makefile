@@ -83,7 +83,7 @@ compare: build
 ## cores. nginx and wrk are Debian packages (apt-get install nginx-light wrk): without nginx
 ## its rows say "nginx: not installed"; without wrk the load comes from vegeta in process.
 BENCH_ONLY     ?=
-BENCH_BUSES    ?= nats
+BENCH_BUSES    ?= nats,kafka
 BENCH_POSTGRES ?=
 bench: build
 	$(if $(BENCH_POSTGRES),.ci/postgres run) ./$(BIN) bench report -buses '$(BENCH_BUSES)' \

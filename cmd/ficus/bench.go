@@ -63,7 +63,7 @@ command exits 1.`,
 			fs.StringVar(&only, "only", strings.Join(bench.ReportBenches(), ","), "comma-separated `BENCHES` to run")
 			fs.StringVar(&doc, "doc", "", "Markdown `FILE` whose bench:begin/bench:end section gets the table")
 			fs.StringVar(&opts.Postgres, "postgres", "", "PostgreSQL `URL` for the orders rows (default $FICUS_TEST_POSTGRES)")
-			fs.StringVar(&buses, "buses", "nats", "comma-separated event `BUSES`, a row each")
+			fs.StringVar(&buses, "buses", "nats,kafka", "comma-separated event `BUSES`, a row each: nats (an embedded server), kafka (an in-process kfake cluster)")
 			fs.DurationVar(&opts.Duration, "duration", 3*time.Second, "load time of each facade and shadow cell")
 			fs.IntVar(&opts.Rounds, "rounds", 3, "rounds of the facade and shadow benchmarks (medians)")
 			fs.IntVar(&opts.Orders, "orders", 3000, fmt.Sprintf("orders per orders measurement (at most %d)", bench.MaxOrders))

@@ -46,6 +46,9 @@ type EventsOptions struct {
 	SingleConsumer bool
 	// Logger receives progress. Default: discarded.
 	Logger *slog.Logger
+	// Bus is an external bus to run on, as events.bus names one (nats://… or kafka://…);
+	// empty runs an embedded NATS JetStream server in Dir.
+	Bus string
 }
 
 // EventsResult is what a run of Events measured. Lag is from an event's creation, just before its transaction
@@ -103,19 +106,23 @@ func Events(ctx context.Context, opts EventsOptions) (EventsResult, error) {
 
 	// The bus.
 	cfg := config.Events{Bus: "embedded", Embedded: config.Embedded{Listen: "127.0.0.1:0", Store: filepath.Join(opts.Dir, "nats")}}
-	ready := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- bus.ServeEmbedded(ctx, cfg, nil, nil, func(addr string) { ready <- addr }) }()
-	select {
-	case addr := <-ready:
-		cfg.Embedded.Listen = addr
-	case err := <-served:
-		return EventsResult{}, fmt.Errorf("benchmarking events: %w", err)
+	if opts.Bus != "" {
+		cfg.Bus = opts.Bus
+	} else {
+		ready := make(chan string, 1)
+		served := make(chan error, 1)
+		go func() { served <- bus.ServeEmbedded(ctx, cfg, nil, nil, func(addr string) { ready <- addr }) }()
+		select {
+		case addr := <-ready:
+			cfg.Embedded.Listen = addr
+		case err := <-served:
+			return EventsResult{}, fmt.Errorf("benchmarking events: %w", err)
+		}
+		defer func() {
+			cancel()
+			<-served
+		}()
 	}
-	defer func() {
-		cancel()
-		<-served
-	}()
 	b, err := bus.Connect(ctx, cfg, bus.Options{Name: "bench"})
 	if err != nil {
 		return EventsResult{}, fmt.Errorf("benchmarking events: %w", err)

@@ -24,6 +24,25 @@ func TestEventsSmall(t *testing.T) {
 	t.Log(r)
 }
 
+// TestEventsOnKafka runs the pipeline on the Kafka bus the load report measures (a kfake
+// cluster): every event committed reaches the consumer's database once.
+func TestEventsOnKafka(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url, stop, err := benchBus("kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	r, err := Events(ctx, EventsOptions{Dir: t.TempDir(), Events: 500, Bus: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Events != 500 || r.Throughput <= 0 {
+		t.Errorf("events on kafka: %+v, want 500 applied", r)
+	}
+}
+
 // BenchmarkEndToEnd measures throughput and lag with the producers flat out, lag with them
 // paced at -bench.rate, and the relay-to-consumer throughput draining a committed backlog.
 // Run it with

@@ -183,14 +183,14 @@ func TestMigrateAndEventsRows(t *testing.T) {
 	}
 }
 
-// TestReportRowsForWhatCannotRun: a bus ficus bench events does not support yet gets its row
+// TestReportRowsForWhatCannotRun: a bus ficus bench events does not know gets its row
 // saying so, without running anything, and an unknown benchmark is refused.
 func TestReportRowsForWhatCannotRun(t *testing.T) {
-	rows, err := Report(context.Background(), ReportOptions{Self: "/nonexistent", Only: []string{ReportEvents}, Buses: []string{"kafka"}})
+	rows, err := Report(context.Background(), ReportOptions{Self: "/nonexistent", Only: []string{ReportEvents}, Buses: []string{"pulsar"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1 || rows[0].Note != "skipped: ficus bench events does not run on kafka yet" {
+	if len(rows) != 1 || rows[0].Note != "skipped: ficus bench events knows nats and kafka" {
 		t.Fatalf("rows = %+v", rows)
 	}
 	if _, err := Report(context.Background(), ReportOptions{Self: "x", Only: []string{"nginx"}}); !errors.Is(err, ErrReportOptions) {
