@@ -65,9 +65,11 @@ type chaosSettings struct {
 	phase time.Duration
 	// clients is how many clients place orders at once.
 	clients int
-	// bus is the event bus the shop runs on: chaosEmbedded (`ficus serve bus`),
-	// chaosNATSCluster (a 3-node NATS JetStream cluster of nats-server processes) or
+	// buses are the event buses the suite runs on, one run each: chaosEmbedded (`ficus serve
+	// bus`), chaosNATSCluster (a 3-node NATS JetStream cluster of nats-server processes) or
 	// chaosKafka (a 3-broker kfake cluster in the test process).
+	buses []string
+	// bus is the bus of the run at hand, one of buses.
 	bus string
 }
 
@@ -78,10 +80,10 @@ const (
 	chaosKafka       = "kafka"
 )
 
-// chaosFromEnv reads FICUS_CHAOS_ROUNDS (1), FICUS_CHAOS_PHASE (2s) and FICUS_CHAOS_BUS
-// (embedded, nats-cluster or kafka; embedded when unset; FICUS_CHAOS_CLUSTER=1, its older
-// form, still means nats-cluster): make test's bounded run by default, make chaos's long one
-// when set.
+// chaosFromEnv reads FICUS_CHAOS_ROUNDS (1), FICUS_CHAOS_PHASE (2s) and FICUS_CHAOS_BUS (a
+// comma-separated list of embedded, nats-cluster and kafka; embedded,kafka when unset;
+// FICUS_CHAOS_CLUSTER=1, its older form, means nats-cluster): make test's bounded run by
+// default, make chaos's long one when set.
 func chaosFromEnv(t *testing.T) chaosSettings {
 	t.Helper()
 	s := chaosSettings{rounds: 1, phase: 2 * time.Second, clients: 8}
@@ -99,22 +101,25 @@ func chaosFromEnv(t *testing.T) chaosSettings {
 		}
 		s.phase = d
 	}
-	s.bus = chaosEmbedded
+	s.buses = []string{chaosEmbedded, chaosKafka}
 	switch v := os.Getenv("FICUS_CHAOS_CLUSTER"); v {
 	case "", "0":
 	case "1":
-		s.bus = chaosNATSCluster
+		s.buses = []string{chaosNATSCluster}
 	default:
 		t.Fatalf("FICUS_CHAOS_CLUSTER=%q: want 1 or nothing (or FICUS_CHAOS_BUS=nats-cluster)", v)
 	}
 	if v := os.Getenv("FICUS_CHAOS_BUS"); v != "" {
-		if !slices.Contains([]string{chaosEmbedded, chaosNATSCluster, chaosKafka}, v) {
-			t.Fatalf("FICUS_CHAOS_BUS=%q: want embedded, nats-cluster or kafka", v)
+		if os.Getenv("FICUS_CHAOS_CLUSTER") == "1" {
+			t.Fatalf("FICUS_CHAOS_CLUSTER=1 and FICUS_CHAOS_BUS=%s: set one", v)
 		}
-		if s.bus == chaosNATSCluster && v != chaosNATSCluster {
-			t.Fatalf("FICUS_CHAOS_CLUSTER=1 and FICUS_CHAOS_BUS=%s disagree: set one", v)
+		s.buses = nil
+		for b := range strings.SplitSeq(v, ",") {
+			if !slices.Contains([]string{chaosEmbedded, chaosNATSCluster, chaosKafka}, b) || slices.Contains(s.buses, b) {
+				t.Fatalf("FICUS_CHAOS_BUS=%q: want a list of embedded, nats-cluster and kafka, each once", v)
+			}
+			s.buses = append(s.buses, b)
 		}
-		s.bus = v
 	}
 	return s
 }
@@ -125,11 +130,22 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts real processes under load for a while; run without -short")
 	}
-	t.Run("sqlite", func(t *testing.T) { runChaos(t, chaosFromEnv(t)) })
+	t.Run("sqlite", runChaosOnEachBus)
 	storetest.Postgres(t, testChaosPostgres)
 }
 
-func testChaosPostgres(t *testing.T) { runChaos(t, chaosFromEnv(t)) }
+func testChaosPostgres(t *testing.T) { runChaosOnEachBus(t) }
+
+// runChaosOnEachBus runs the suite once on each bus of the settings, a subtest each.
+func runChaosOnEachBus(t *testing.T) {
+	set := chaosFromEnv(t)
+	for _, b := range set.buses {
+		t.Run(b, func(t *testing.T) {
+			set.bus = b
+			runChaos(t, set)
+		})
+	}
+}
 
 // natsServerBin builds nats-server once per test run, for the tests that run a NATS cluster.
 var natsServerBin = sync.OnceValues(func() (string, error) { return natstest.Build(filepath.Dir(ficusBin)) })
@@ -530,7 +546,7 @@ func (r *chaosRig) natsNodeFault(i int, down time.Duration) chaosFault {
 // kfake cannot do (every broker is the test process). Producers and consumers of the old
 // leader are told it no longer leads and must find the new one.
 func (r *chaosRig) kafkaLeaderFault() chaosFault {
-	return chaosFault{name: "kafka-leader", fault: "move the events topic's leader to another broker", do: func(p *chaosPhase) {
+	return chaosFault{name: "kafka-leader", fault: "move events topic leader to the next broker", do: func(p *chaosPhase) {
 		from := r.kafka.LeaderFor(bus.EventsStream, 0)
 		if from < 0 {
 			r.t.Fatalf("the events topic has no leader")
