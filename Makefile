@@ -41,17 +41,21 @@ test-saga-long:
 	FICUS_SAGA_E2E_ORDERS=10000 $(GO) test -count=1 -timeout 30m -run 'TestKillTheMonolithMidSaga' -v ./cmd/ficus/
 	$(GO) test -count=1 -timeout 30m -run 'TestSagaProperties' ./monolith/orders/ -rapid.checks=2000
 
-## chaos: the chaos suite's long form (make test runs one short round): the shop in remote
-## mode under a steady order load through the facade while each component is killed with
-## SIGKILL and started again in turn (facade, monolith, inventory, payments, the bus; each
-## node of a 3-node NATS cluster) and config.yaml is corrupted under the facade; then every
-## accepted order must be terminal, stock and money reconcile, no event lost or duplicated,
-## ficus migrate verify clean. On SQLite and on PostgreSQL (a throwaway server from
-## .ci/postgres unless FICUS_TEST_POSTGRES names one). Prints a report per phase.
+## chaos: the chaos suite's long form (make test runs one short round on the embedded bus and
+## on Kafka): the shop in remote mode under a steady order load through the facade while each
+## component is killed with SIGKILL and started again in turn (facade, monolith, inventory,
+## payments, the bus) and config.yaml is corrupted under the facade; then every accepted order
+## must be terminal, stock and money reconcile, no event lost or duplicated, ficus migrate
+## verify clean. Runs on a 3-node NATS cluster (each node killed in turn), then on a 3-broker
+## kfake Kafka cluster in the test process (no broker can be killed there: the events topic's
+## leader moves to each broker in turn and the whole cluster is stopped and restarted; the
+## topic may hold copies of an event, counted, each applied once). On SQLite and on PostgreSQL
+## (a throwaway server from .ci/postgres unless FICUS_TEST_POSTGRES names one). Prints a
+## report per phase.
 CHAOS_ROUNDS ?= 3
 CHAOS_PHASE  ?= 8s
 chaos:
-	FICUS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FICUS_CHAOS_PHASE=$(CHAOS_PHASE) FICUS_CHAOS_CLUSTER=1 FICUS_REQUIRE_POSTGRES=1 \
+	FICUS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FICUS_CHAOS_PHASE=$(CHAOS_PHASE) FICUS_CHAOS_BUS=nats-cluster,kafka FICUS_REQUIRE_POSTGRES=1 \
 	  $(if $(FICUS_TEST_POSTGRES),,.ci/postgres run) $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/ficus/
 
 ## lint: go vet, staticcheck and govulncheck. govulncheck runs offline against a database

@@ -5,128 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"gorm.io/gorm"
 
+	"github.com/ficus-project/ficus/platform/bus/kafkatest"
 	"github.com/ficus-project/ficus/platform/config"
 	"github.com/ficus-project/ficus/platform/event"
 	"github.com/ficus-project/ficus/platform/inbox"
 )
 
 // kafkaServer is a Kafka cluster of franz-go's kfake, in the test process, listening on
-// loopback. It keeps its data in a directory, so that Stop and Start take the bus down and
-// bring it back, on the same ports, with what it held.
+// loopback (kafkatest). It keeps its data in a directory, so that Stop and Start take the bus
+// down and bring it back, on the same ports, with what it held.
 type kafkaServer struct {
-	brokers int
-	dir     string
-	ports   []int
-	c       *kfake.Cluster
-	conns   *connTracker
-}
-
-// connTracker records the connections kfake accepts. Closing kfake closes its listeners but
-// not the connections it has open; a broker process that dies closes them all, and Stop does
-// that too, so that clients see a stopped cluster as they would see dead brokers.
-type connTracker struct {
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (c *connTracker) listen(network, address string) (net.Listener, error) {
-	ln, err := net.Listen(network, address)
-	if err != nil {
-		return nil, err
-	}
-	return trackingListener{ln, c}, nil
-}
-
-func (c *connTracker) closeAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
-}
-
-type trackingListener struct {
-	net.Listener
-	t *connTracker
-}
-
-func (l trackingListener) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err == nil {
-		l.t.mu.Lock()
-		l.t.conns = append(l.t.conns, conn)
-		l.t.mu.Unlock()
-	}
-	return conn, err
+	*kafkatest.Cluster
 }
 
 // newKafka starts a 3-broker kfake cluster, stopped when the test ends.
 func newKafka(t testing.TB) testServer {
 	t.Helper()
-	s := &kafkaServer{brokers: 3, dir: filepath.Join(t.TempDir(), "kafka")}
-	s.Start(t)
-	t.Cleanup(func() { s.Stop(t) })
-	return s
+	return &kafkaServer{kafkatest.StartCluster(t, 3)}
 }
 
-func (s *kafkaServer) Events() config.Events {
-	var addrs []string
-	for _, p := range s.ports {
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	return config.Events{Bus: "kafka://" + strings.Join(addrs, ",")}
-}
-
-func (s *kafkaServer) Start(t testing.TB) {
-	t.Helper()
-	if s.c != nil {
-		return
-	}
-	s.conns = &connTracker{}
-	opts := []kfake.Opt{kfake.NumBrokers(s.brokers), kfake.DataDir(s.dir), kfake.ListenFn(s.conns.listen)}
-	if s.ports != nil {
-		opts = append(opts, kfake.Ports(s.ports...))
-	} else {
-		opts = append(opts, kfake.Ports(make([]int, s.brokers)...)) // 0: any free port
-	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	s.c = c
-	if s.ports == nil {
-		for _, a := range c.ListenAddrs() {
-			i := strings.LastIndex(a, ":")
-			p, err := strconv.Atoi(a[i+1:])
-			if err != nil {
-				t.Fatalf("kfake address %q: %v", a, err)
-			}
-			s.ports = append(s.ports, p)
-		}
-	}
-}
-
-func (s *kafkaServer) Stop(t testing.TB) {
-	t.Helper()
-	if s.c == nil {
-		return
-	}
-	s.c.Close()
-	s.conns.closeAll()
-	s.c = nil
-}
+func (s *kafkaServer) Events() config.Events { return config.Events{Bus: s.URL()} }
 
 // TestKafka runs the contract suite on a 3-broker Kafka cluster (kfake), with the topics
 // replicated on all three (events.replicas defaults to 3 for three brokers).
@@ -185,7 +90,7 @@ func testTopicLimits(t *testing.T, srv *kafkaServer) {
 	}
 	// The brokers apply retention in the background (log.retention.check.interval.ms); the
 	// test has kfake do it now.
-	srv.c.ApplyRetention()
+	srv.Kfake().ApplyRetention()
 	pos, err := b.Position(ctx)
 	if err != nil {
 		t.Fatal(err)
