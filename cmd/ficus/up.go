@@ -656,6 +656,7 @@ func printBanner(w io.Writer, b banner) {
   Items:  curl -s %s/api/inventory/items
   Routes: %s routes -c %s
   Events: %s events tail -all -c %s
+  Look:   %s/ (the dashboard: sign in with the admin token)
   Stop:   Ctrl-C
-`, facadeURL, b.demo.CustomerID, b.demo.SKU, facadeURL, b.self, cfg.Path, b.self, cfg.Path)
+`, facadeURL, b.demo.CustomerID, b.demo.SKU, facadeURL, b.self, cfg.Path, b.self, cfg.Path, adminURL)
 }
