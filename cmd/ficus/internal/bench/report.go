@@ -108,7 +108,9 @@ func WriteReport(w io.Writer, m Machine, rows []Row) {
 	if m.LoadAvgEnd != "" {
 		fmt.Fprintf(w, "; at the end: %s", m.LoadAvgEnd)
 	}
-	if busy(m.LoadAvg, m.Cores) || busy(m.LoadAvgEnd, m.Cores) {
+	// The load at the end counts the benchmarks' own work: only the start says whether
+	// something else was running.
+	if busy(m.LoadAvg, m.Cores) {
 		fmt.Fprint(w, " (the machine was busy with other work: read the ratios, which share the noise, rather than the absolute figures)")
 	}
 	fmt.Fprint(w, ".\n\n")
