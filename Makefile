@@ -16,7 +16,8 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/ficus
 
-## run: build, seed demo data, start every component (facade, monolith, bus), print URLs.
+## run: build, seed demo data, start every component (bus, monolith, services, facade), print
+## the URLs, the admin token and the dashboard's address.
 run: build
 	./$(BIN) up -c config.yaml
 
