@@ -68,11 +68,11 @@ func rollBack(c echo.Context, next echo.HandlerFunc, db *gorm.DB) (err error) {
 		res.Writer = orig
 		c.SetRequest(req)
 	}()
-	var buf *bufferedWriter
+	var buf *web.ResponseBuffer
 	err = store.Write(ctx, db, func(txCtx context.Context, tx *gorm.DB) error {
 		// The unit may run more than once (PostgreSQL retries one the server aborted for a
 		// conflict): each attempt starts from a fresh answer and a fresh body.
-		buf = &bufferedWriter{header: http.Header{}}
+		buf = web.NewResponseBuffer()
 		res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
 		attempt := req.WithContext(txCtx)
 		attempt.Body = io.NopCloser(bytes.NewReader(body))
@@ -86,38 +86,6 @@ func rollBack(c echo.Context, next echo.HandlerFunc, db *gorm.DB) (err error) {
 		return fmt.Errorf("dry run of %s %s: %w", req.Method, req.URL.Path, err)
 	}
 	res.Writer, res.Committed, res.Size = orig, false, 0
-	h := res.Header()
-	for k, v := range buf.header {
-		h[k] = v
-	}
-	h.Set(Header, Done)
-	status := buf.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	res.WriteHeader(status)
-	_, err = res.Write(buf.body.Bytes())
-	return err
-}
-
-// bufferedWriter holds an answer until the unit of work has rolled back.
-type bufferedWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *bufferedWriter) Header() http.Header { return w.header }
-
-func (w *bufferedWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *bufferedWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.body.Write(b)
+	buf.Header().Set(Header, Done)
+	return buf.Send(res)
 }

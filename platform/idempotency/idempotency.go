@@ -243,7 +243,7 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 	// A fresh context from here on: a client that hangs up must not cut the transaction short.
 	ctx := context.WithoutCancel(req.Context())
 	orig := c.Response().Writer
-	var buf *bufferedWriter
+	var buf *web.ResponseBuffer
 	defer func() {
 		if r := recover(); r != nil {
 			// The transaction has rolled back, claim and all.
@@ -260,7 +260,7 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 		}
 		// The transaction may run more than once (PostgreSQL retries one the server aborted
 		// for a conflict): each attempt starts from a fresh response and a fresh body.
-		buf = &bufferedWriter{header: http.Header{}}
+		buf = web.NewResponseBuffer()
 		res := c.Response()
 		res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
 		attempt := req.WithContext(context.WithValue(txCtx, requestKey{}, Request{Scope: scope, Key: key}))
@@ -283,7 +283,7 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 			return errRollback
 		}
 		return tx.Exec(`UPDATE `+keyTable+` SET state = ?, status = ?, content_type = ?, body = ? WHERE scope = ? AND key = ?`,
-			stateDone, status, buf.header.Get(echo.HeaderContentType), buf.body.Bytes(), scope, key).Error
+			stateDone, status, buf.Header().Get(echo.HeaderContentType), buf.Body(), scope, key).Error
 	})
 	c.Response().Writer = orig
 	if refused != nil {
@@ -297,16 +297,7 @@ func run(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options, scope
 	if replay != nil {
 		return writeReplay(c, replay)
 	}
-	for k, v := range buf.header {
-		orig.Header()[k] = v
-	}
-	status := buf.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	orig.WriteHeader(status)
-	_, werr := orig.Write(buf.body.Bytes())
-	return werr
+	return buf.Send(orig)
 }
 
 // runClaimed is the Claimed mode: the claim commits first, the handler runs outside any
@@ -341,7 +332,7 @@ func runClaimed(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options
 		}
 	}
 	orig := c.Response().Writer
-	buf := &bufferedWriter{header: http.Header{}}
+	buf := web.NewResponseBuffer()
 	res := c.Response()
 	res.Writer, res.Status, res.Size, res.Committed = buf, http.StatusOK, 0, false
 	attempt := req.WithContext(context.WithValue(ctx, requestKey{}, Request{Scope: scope, Key: key}))
@@ -368,7 +359,7 @@ func runClaimed(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options
 	} else {
 		err := store.Write(ctx, db, func(ctx context.Context, tx *gorm.DB) error {
 			return tx.Exec(`UPDATE `+keyTable+` SET state = ?, status = ?, content_type = ?, body = ? WHERE scope = ? AND key = ? AND state = ?`,
-				stateDone, status, buf.header.Get(echo.HeaderContentType), buf.body.Bytes(), scope, key, stateInFlight).Error
+				stateDone, status, buf.Header().Get(echo.HeaderContentType), buf.Body(), scope, key, stateInFlight).Error
 		})
 		if err != nil {
 			// The effect happened and its answer is not stored: a repeat after the lease
@@ -376,16 +367,7 @@ func runClaimed(c echo.Context, next echo.HandlerFunc, db *gorm.DB, opts Options
 			return fmt.Errorf("recording idempotent response: %w", err)
 		}
 	}
-	for k, v := range buf.header {
-		orig.Header()[k] = v
-	}
-	code := buf.status
-	if code == 0 {
-		code = http.StatusOK
-	}
-	orig.WriteHeader(code)
-	_, werr := orig.Write(buf.body.Bytes())
-	return werr
+	return buf.Send(orig)
 }
 
 // claim takes the key for this request in tx, or returns the stored response to replay, or
@@ -470,26 +452,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// bufferedWriter holds a response until its transaction has committed.
-type bufferedWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *bufferedWriter) Header() http.Header { return w.header }
-
-func (w *bufferedWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *bufferedWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.body.Write(b)
 }
