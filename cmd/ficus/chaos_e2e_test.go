@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -158,17 +157,15 @@ type chaosRig struct {
 	set     chaosSettings
 	engine  string
 	dir     string
-	cfgPath string
 	cfgText []byte
-	h       *heldPorts
+	*servedSet
 	dsn     map[string]string // monolith, inventory, payments
 	token   string
 	cluster *natstest.Cluster  // the NATS cluster, when the bus is one
 	kafka   *kafkatest.Cluster // the kfake cluster, when the bus is Kafka
 	// Neither: the embedded bus, `ficus serve bus`.
 
-	mu    sync.Mutex
-	procs map[string]*process
+	mu    sync.Mutex // guards phase
 	phase *chaosPhase
 }
 
@@ -181,7 +178,7 @@ func newChaosRig(t *testing.T, set chaosSettings) *chaosRig {
 	if engine == "" {
 		engine = "sqlite"
 	}
-	r := &chaosRig{t: t, set: set, engine: engine, dir: t.TempDir(), procs: map[string]*process{},
+	r := &chaosRig{t: t, set: set, engine: engine, dir: t.TempDir(),
 		token: fmt.Sprintf("chaos-%d", rand.Int64()), dsn: map[string]string{}}
 	names := []string{"facade", "admin", "monolith", "inventory", "payments"}
 	busURL := ""
@@ -199,7 +196,8 @@ func newChaosRig(t *testing.T, set chaosSettings) *chaosRig {
 	default:
 		names = append(names, "bus")
 	}
-	r.h = holdPorts(t, names...)
+	r.servedSet = newServedSet(t, holdPorts(t, names...))
+	r.env = []string{"CHAOS_ADMIN_TOKEN=" + r.token}
 	for _, db := range []string{"monolith", "inventory", "payments"} {
 		if engine == "sqlite" {
 			r.dsn[db] = "sqlite:" + filepath.Join(r.dir, "data", db+".db")
@@ -251,10 +249,8 @@ events: %s
 		if !t.Failed() {
 			return
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
 		for _, name := range chaosComponents {
-			if p := r.procs[name]; p != nil {
+			if p := r.process(name); p != nil {
 				t.Logf("--- last output of %s:\n%s", name, tail(p.out.String(), 40))
 			}
 		}
@@ -272,38 +268,6 @@ func tail(s string, n int) string {
 }
 
 func (r *chaosRig) url(name string) string { return "http://" + r.h.addr(name) }
-
-// start runs `ficus serve name` on its held socket and waits until it serves.
-func (r *chaosRig) start(name string) {
-	r.t.Helper()
-	cmd := exec.Command(ficusBin, "serve", name, "-c", r.cfgPath)
-	cmd.Env = append(os.Environ(), "CHAOS_ADMIN_TOKEN="+r.token)
-	r.h.pass(cmd)
-	p := startFicus(r.t, cmd)
-	switch name {
-	case "bus":
-		p.out.waitFor(r.t, "bus listening", 30*time.Second)
-	case "facade":
-		p.out.waitFor(r.t, "facade listening on", 30*time.Second)
-	default:
-		p.out.waitFor(r.t, "msg=serving", 30*time.Second)
-	}
-	r.mu.Lock()
-	r.procs[name] = p
-	r.mu.Unlock()
-}
-
-// kill sends SIGKILL to the component's process group and waits until it is gone.
-func (r *chaosRig) kill(name string) {
-	r.t.Helper()
-	r.mu.Lock()
-	p := r.procs[name]
-	r.mu.Unlock()
-	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		r.t.Fatal(err)
-	}
-	<-p.done
-}
 
 // migrate runs ficus migrate with args and fails the test unless it exits 0.
 func (r *chaosRig) migrate(args ...string) string {

@@ -26,17 +26,68 @@ import (
 // the two extracted services, each `ficus serve` on a socket the test holds — for tests
 // that kill them with SIGKILL.
 type sagaRig struct {
+	t   *testing.T
+	dir string
+	*servedSet
+}
+
+// servedSet is the ficus processes a test runs itself, `ficus serve NAME` each, on sockets the
+// test holds (h), so that one killed and started again keeps its address and its clients
+// wait in the socket's queue meanwhile.
+type servedSet struct {
 	t       *testing.T
-	dir     string
-	cfgPath string
 	h       *heldPorts
-	mu      sync.Mutex
-	procs   map[string]*process
+	cfgPath string
+	env     []string // added to each process's environment
+
+	mu    sync.Mutex
+	procs map[string]*process
+}
+
+func newServedSet(t *testing.T, h *heldPorts) *servedSet {
+	return &servedSet{t: t, h: h, procs: map[string]*process{}}
+}
+
+// start runs `ficus serve name` on its held socket and waits until it serves.
+func (c *servedSet) start(name string) {
+	c.t.Helper()
+	cmd := exec.Command(ficusBin, "serve", name, "-c", c.cfgPath)
+	cmd.Env = append(os.Environ(), c.env...)
+	c.h.pass(cmd)
+	p := startFicus(c.t, cmd)
+	switch name {
+	case "bus":
+		p.out.waitFor(c.t, "bus listening", 30*time.Second)
+	case "facade":
+		p.out.waitFor(c.t, "facade listening on", 30*time.Second)
+	default:
+		p.out.waitFor(c.t, "msg=serving", 30*time.Second)
+	}
+	c.mu.Lock()
+	c.procs[name] = p
+	c.mu.Unlock()
+}
+
+// process is name's process as last started, nil if it never was.
+func (c *servedSet) process(name string) *process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[name]
+}
+
+// kill sends SIGKILL to the component's process group and waits until it is gone.
+func (c *servedSet) kill(name string) {
+	c.t.Helper()
+	p := c.process(name)
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		c.t.Fatal(err)
+	}
+	<-p.done
 }
 
 func newSagaRig(t *testing.T, saga string) *sagaRig {
 	t.Helper()
-	r := &sagaRig{t: t, dir: t.TempDir(), h: holdPorts(t, "bus", "monolith", "inventory", "payments"), procs: map[string]*process{}}
+	r := &sagaRig{t: t, dir: t.TempDir(), servedSet: newServedSet(t, holdPorts(t, "bus", "monolith", "inventory", "payments"))}
 	backend := "timeout: 1s, retry: { attempts: 2, backoff: 20ms, max_backoff: 100ms }, breaker: { consecutive_failures: 5, open_for: 300ms }"
 	cfg := fmt.Sprintf(`backends:
   monolith: { url: http://%s }
@@ -63,34 +114,6 @@ events: { bus: embedded, embedded: { listen: %s, store: data/nats } }
 
 // url is a component's base URL.
 func (r *sagaRig) url(name string) string { return "http://" + r.h.addr(name) }
-
-// start runs `ficus serve name` and waits until it serves.
-func (r *sagaRig) start(name string) {
-	r.t.Helper()
-	cmd := exec.Command(ficusBin, "serve", name, "-c", r.cfgPath)
-	r.h.pass(cmd)
-	p := startFicus(r.t, cmd)
-	if name == "bus" {
-		p.out.waitFor(r.t, "bus listening", 30*time.Second)
-	} else {
-		p.out.waitFor(r.t, "msg=serving", 30*time.Second)
-	}
-	r.mu.Lock()
-	r.procs[name] = p
-	r.mu.Unlock()
-}
-
-// kill sends SIGKILL to the component's process and waits for it to be gone.
-func (r *sagaRig) kill(name string) {
-	r.t.Helper()
-	r.mu.Lock()
-	p := r.procs[name]
-	r.mu.Unlock()
-	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		r.t.Fatal(err)
-	}
-	<-p.done
-}
 
 // seed registers customers in the monolith and items in the inventory service, and waits
 // for the payments service's copy of the customers.
